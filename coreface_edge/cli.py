@@ -1,0 +1,63 @@
+"""The ``coreface-edge`` command line: one Typer app, sub-commands grouped by job.
+
+Each sub-package contributes its commands through a ``commands`` module with a
+``register(app)`` function; heavy libraries (torch, tensorrt) are imported inside the
+commands that need them, so ``--help`` and the edge commands stay light.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import CorefaceError
+
+COMMAND_MODULES = (
+    "coreface_edge.data.commands",
+    "coreface_edge.evaluation.commands",
+)
+
+app = typer.Typer(
+    name="coreface-edge",
+    help="Face verification from CoReFace training to a working gate on NVIDIA Jetson.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"coreface-edge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Train (CoReFace), export, quantize, build TensorRT engines, and run a face gate."""
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        app()
+    except CorefaceError as exc:
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

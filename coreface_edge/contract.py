@@ -1,0 +1,78 @@
+"""The input contract of an embedding model, shared by export, runtimes, calibration and gate.
+
+Every backend takes aligned face crops as ``uint8`` BGR arrays of shape ``(N, 112, 112, 3)``
+(what OpenCV and the aligner produce) and applies the contract's pre-processing itself, unless
+that pre-processing is baked into the model graph (``baked_preprocess``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from .errors import CorefaceError
+
+CONTRACT_METADATA_KEY = "coreface_edge.contract"
+CROP_SIZE = 112
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """How a model wants its input and what it returns."""
+
+    input_name: str = "input"
+    layout: str = "NCHW"  # "NCHW" (float model input) or "NHWC" (baked pre-processing)
+    dtype: str = "float32"  # "float32" or "uint8" (baked pre-processing)
+    color: str = "RGB"  # channel order the network was trained on
+    mean: float = 127.5  # x_norm = (x - mean) / std, i.e. (x/255 - 0.5)/0.5
+    std: float = 127.5
+    size: int = CROP_SIZE
+    embedding_size: int = 512
+    baked_preprocess: bool = False
+    flip_fused: bool = False
+    l2_normalized: bool = False
+    architecture: str = ""
+    fingerprint: str = ""  # SHA-256 of the source checkpoint
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model metadata") -> "InputContract":
+        try:
+            raw: dict[str, Any] = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CorefaceError(f"{source}: input contract is not valid JSON ({exc})") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise CorefaceError(f"{source}: unknown input-contract keys {unknown}")
+        return cls(**raw)
+
+    def check_crops(self, crops: np.ndarray) -> None:
+        """Raise a one-line error unless ``crops`` is a ``uint8 (N, size, size, 3)`` batch."""
+        want = (self.size, self.size, 3)
+        if not isinstance(crops, np.ndarray) or crops.ndim != 4 or crops.shape[1:] != want:
+            shape = getattr(crops, "shape", type(crops).__name__)
+            raise CorefaceError(f"expected aligned crops of shape (N, {self.size}, {self.size}, 3), got {shape}")
+        if crops.dtype != np.uint8:
+            raise CorefaceError(f"expected uint8 BGR crops, got dtype {crops.dtype}")
+
+    def model_input(self, crops: np.ndarray) -> np.ndarray:
+        """Turn uint8 BGR crops into the tensor the model graph takes."""
+        self.check_crops(crops)
+        if self.baked_preprocess:
+            return np.ascontiguousarray(crops)
+        return preprocess_crops(crops, self.color, self.mean, self.std)
+
+
+def preprocess_crops(crops: np.ndarray, color: str = "RGB", mean: float = 127.5, std: float = 127.5) -> np.ndarray:
+    """uint8 BGR ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` normalised, in ``color`` order."""
+    x = crops[..., ::-1] if color == "RGB" else crops
+    x = np.transpose(x, (0, 3, 1, 2)).astype(np.float32)
+    x -= np.float32(mean)
+    x *= np.float32(1.0 / std)
+    return np.ascontiguousarray(x)

@@ -1,0 +1,39 @@
+"""The backend interface every consumer (evaluator, calibrator, gate, profiler) relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..contract import InputContract
+
+Embedder = Callable[[np.ndarray], np.ndarray]
+"""Any function from uint8 BGR aligned crops ``(N, 112, 112, 3)`` to ``(N, D)`` float32."""
+
+
+@runtime_checkable
+class EmbeddingBackend(Protocol):
+    """One loaded model. ``embed`` takes uint8 BGR aligned crops and returns float32 embeddings."""
+
+    name: str
+    contract: InputContract
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """``(N, 112, 112, 3)`` uint8 BGR -> ``(N, D)`` float32 (L2-normalised or not, per contract)."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """What a report should say about this backend: runtime, version, device, precision, file."""
+        ...
+
+
+def open_backend(path: str | Path, backend: str | None = None, **options: Any) -> EmbeddingBackend:
+    """Open a model file with the backend its type implies, or the one named by ``backend``.
+
+    ``.pt`` -> torch, ``.onnx`` -> onnxruntime, ``.engine``/``.plan`` -> tensorrt.
+    """
+    from .registry import open_backend as _open
+
+    return _open(path, backend, **options)
