@@ -1,0 +1,31 @@
+"""The progress bar every long profiling job shows."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def progress_bar(console: Console | None = None) -> Progress:
+    """A rich progress bar: description, bar, done/total, elapsed and remaining time.
+
+    It has no refresh thread (which would compete with a CPU workload being timed): it is
+    redrawn by :func:`advancer` between timed calls.
+    """
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=console, auto_refresh=False)
+
+
+def advancer(progress: Progress, task: TaskID) -> Callable[[int], None]:
+    """``advance(n)``: move ``task`` on by ``n`` and redraw."""
+    return lambda n: progress.update(task, advance=n, refresh=True)
+
+
+@contextlib.contextmanager
+def progress_task(console: Console | None, label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar with one task, for the duration of the block; yields its ``advance(n)``."""
+    with progress_bar(console) as progress:
+        yield advancer(progress, progress.add_task(label, total=total))
