@@ -12,6 +12,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 from .errors import CorefaceError
@@ -19,6 +20,12 @@ from .errors import CorefaceError
 COMMAND_MODULES = (
     "coreface_edge.data.commands",
     "coreface_edge.evaluation.commands",
+    "coreface_edge.models.commands",
+    "coreface_edge.gate.commands",
+    "coreface_edge.training.commands",
+    "coreface_edge.profiling.commands",
+    "coreface_edge.calibration.commands",
+    "coreface_edge.export.commands",
 )
 
 app = typer.Typer(
@@ -52,7 +59,7 @@ def main() -> None:
     try:
         app()
     except CorefaceError as exc:
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")

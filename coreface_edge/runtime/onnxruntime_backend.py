@@ -1,0 +1,146 @@
+"""ONNX Runtime backend: CPU by default, CUDA / TensorRT execution providers when asked for."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..contract import CROP_SIZE, InputContract
+from ..errors import CorefaceError
+
+DEVICES = ("cpu", "cuda", "tensorrt", "auto")
+_EP = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider", "cpu": "CPUExecutionProvider"}
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
+
+
+def select_providers(device: str, available: Sequence[str]) -> list[str]:
+    """Execution providers for ``device``, best first, always ending with the CPU provider.
+
+    ``auto`` takes CUDA when this ONNX Runtime build has it; ``cuda`` and ``tensorrt`` must be
+    available or the call fails with the reason (TensorRT EP falls back to CUDA, then CPU).
+    """
+    if device not in DEVICES:
+        raise CorefaceError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return [_EP["cpu"]]
+    if device == "auto":
+        return [p for p in (_EP["cuda"],) if p in available] + [_EP["cpu"]]
+    wanted = [_EP["tensorrt"], _EP["cuda"]] if device == "tensorrt" else [_EP["cuda"]]
+    if wanted[0] not in available:
+        raise CorefaceError(
+            f"{wanted[0]} is not available in this onnxruntime build (available: {', '.join(available)}); "
+            "install onnxruntime-gpu or use --device cpu"
+        )
+    return [p for p in wanted if p in available] + [_EP["cpu"]]
+
+
+def infer_contract(input_name: str, input_shape: Sequence[Any], input_type: str, output_shape: Sequence[Any], source: str) -> InputContract:
+    """Contract of a foreign ONNX (no coreface-edge metadata): only ``(N, 3, 112, 112)`` float is accepted."""
+    dims = list(input_shape)
+    if len(dims) != 4 or dims[1:] != [3, CROP_SIZE, CROP_SIZE] or input_type not in ("tensor(float)", "tensor(float16)"):
+        raise CorefaceError(
+            f"{source}: input {input_name!r} is {input_type} {tuple(dims)}; expected float (N, 3, {CROP_SIZE}, {CROP_SIZE}) "
+            "(or a model exported by coreface-edge)"
+        )
+    size = output_shape[-1] if output_shape and isinstance(output_shape[-1], int) else 0
+    return InputContract(input_name=input_name, embedding_size=size)
+
+
+def _check_graph_matches(contract: InputContract, name: str, shape: Sequence[Any], input_type: str, source: str) -> None:
+    want_type = "tensor(uint8)" if contract.baked_preprocess else "tensor(float)"
+    want_tail = [CROP_SIZE, CROP_SIZE, 3] if contract.layout == "NHWC" else [3, CROP_SIZE, CROP_SIZE]
+    if name != contract.input_name or list(shape)[1:] != want_tail or input_type not in (want_type, "tensor(float16)"):
+        raise CorefaceError(
+            f"{source}: graph input {name!r} {input_type} {tuple(shape)} does not match its metadata contract "
+            f"({contract.input_name!r} {contract.dtype} {contract.layout})"
+        )
+
+
+class OnnxRuntimeBackend:
+    """An ONNX embedding model in an ``onnxruntime.InferenceSession``."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        device: str = "cpu",
+        threads: int | None = None,
+        disabled_optimizers: Sequence[str] = (),
+    ) -> None:
+        import onnxruntime as ort
+
+        from ..export.onnx_meta import contract_of, graph_precision, load_onnx
+
+        self.path = Path(path)
+        model = load_onnx(self.path, external_data=False)
+        self.precision = graph_precision(model)
+        stored = contract_of(model, str(self.path))
+        del model
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        providers = select_providers(device, ort.get_available_providers())
+        if providers[0] == _EP["tensorrt"]:
+            cache = str(self.path.with_suffix(".ort-trt-cache"))
+            providers[0] = (providers[0], {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache, "trt_timing_cache_enable": True})
+        try:
+            kwargs = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers, **kwargs)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            raise CorefaceError(f"{self.path}: ONNX Runtime cannot load it ({str(exc).strip().splitlines()[-1]})") from None
+        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self._input_dtype = _ORT_DTYPES.get(inp.type, np.float32)
+        self._output_name = out.name
+        if stored is None:
+            self.contract = infer_contract(inp.name, inp.shape, inp.type, out.shape, str(self.path))
+        else:
+            _check_graph_matches(stored, inp.name, inp.shape, inp.type, str(self.path))
+            self.contract = stored
+        self._fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.threads = threads
+        self.device = device
+        if self.contract.embedding_size == 0:  # foreign model with a symbolic output width: ask it once
+            probe = self.embed(np.zeros((1, CROP_SIZE, CROP_SIZE, 3), np.uint8))
+            self.contract = replace(self.contract, embedding_size=int(probe.shape[1]))
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 BGR ``(N, 112, 112, 3)`` -> float32 ``(N, D)``."""
+        x = self.contract.model_input(crops)
+        if x.dtype != self._input_dtype:
+            x = x.astype(self._input_dtype)
+        if self._fixed_batch is None or x.shape[0] == self._fixed_batch:
+            return self._run(x)
+        return np.concatenate([self._run_padded(x[i : i + self._fixed_batch]) for i in range(0, x.shape[0], self._fixed_batch)])
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        out = self.session.run([self._output_name], {self.contract.input_name: x})[0]
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def _run_padded(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        pad = np.zeros((self._fixed_batch - n, *x.shape[1:]), x.dtype)
+        return self._run(np.concatenate([x, pad]))[:n]
+
+    def info(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {
+            "backend": self.name,
+            "runtime": f"onnxruntime {ort.__version__}",
+            "providers": self.session.get_providers(),
+            "device": self.device,
+            "threads": self.threads or "default",
+            "precision": self.precision,
+            "file": str(self.path),
+            "architecture": self.contract.architecture or "unknown",
+            "baked_preprocess": self.contract.baked_preprocess,
+            "flip_fused": self.contract.flip_fused,
+            "l2_normalized": self.contract.l2_normalized,
+        }

@@ -1,0 +1,177 @@
+"""ONNX export on real initialised backbones: parity, metadata, baked pre-processing, flip, L2, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from fixtures_models import initialised_artifact
+from conftest import run_cli
+
+from coreface_edge.contract import CONTRACT_METADATA_KEY, InputContract
+from coreface_edge.errors import CorefaceError
+from coreface_edge.export.onnx_export import ExportOptions, default_output, export_onnx
+from coreface_edge.export.onnx_meta import contract_of, graph_precision, read_metadata
+from coreface_edge.export.parity import compare_embeddings, load_parity_crops
+from coreface_edge.runtime import open_backend
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory, mobilefacenet_artifact: Path, parity_faces: np.ndarray) -> dict[str, Path]:
+    """The MobileFaceNet artefact exported with each option on its own."""
+    out = tmp_path_factory.mktemp("variants")
+    variants = {
+        "baked": ExportOptions(bake_preprocess=True),
+        "flip": ExportOptions(fuse_flip=True),
+        "l2": ExportOptions(l2_normalize=True),
+    }
+    return {name: export_onnx(mobilefacenet_artifact, out / f"{name}.onnx", opts, parity_faces).path for name, opts in variants.items()}
+
+
+def _no_leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.suffix in (".onnx", ".tmp"))
+
+
+def test_compare_embeddings_math() -> None:
+    a = np.array([[1.0, 0.0], [0.0, 2.0]], np.float32)
+    report = compare_embeddings(a, a * 3)
+    assert report.min_cosine == pytest.approx(1.0) and report.max_abs_diff == pytest.approx(4.0) and report.passed
+    assert report.max_rel_diff == pytest.approx(2.0)
+    bent = compare_embeddings(a, np.array([[1.0, 1.0], [0.0, 2.0]]))
+    assert bent.min_cosine == pytest.approx(np.sqrt(0.5)) and not bent.passed
+    with pytest.raises(CorefaceError, match="differ in shape"):
+        compare_embeddings(a, a[:1])
+
+
+def test_packaged_parity_crops_are_real_aligned_faces(parity_faces: np.ndarray) -> None:
+    assert parity_faces.shape == (8, 112, 112, 3) and parity_faces.dtype == np.uint8
+    assert 40 < parity_faces.mean() < 220 and parity_faces.std() > 20
+
+
+def test_parity_images_folder_detects_and_aligns_photos(face_photos: list[Path], tmp_path: Path) -> None:
+    for photo in face_photos[:3]:
+        (tmp_path / photo.name).write_bytes(photo.read_bytes())
+    (tmp_path / "notes.txt").write_text("ignored")
+    crops = load_parity_crops(tmp_path)
+    assert crops.shape == (3, 112, 112, 3)
+    with pytest.raises(CorefaceError, match="parity image folder not found"):
+        load_parity_crops(tmp_path / "nope")
+
+
+def _check_exported_graph(path: Path, checkpoint: Path, architecture: str) -> None:
+    from coreface_edge.models import checkpoint_fingerprint
+
+    model = onnx.load(str(path))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.HasField("dim_value")  # dynamic batch axis
+    ops = [n.op_type for n in model.graph.node]
+    assert "Dropout" not in ops and graph_precision(model) == "fp32"
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    bn_after = [producers.get(n.input[0]) for n in model.graph.node if n.op_type == "BatchNormalization"]
+    assert "Conv" not in bn_after and "Gemm" not in bn_after and "MatMul" not in bn_after  # all foldable BN folded
+    meta = read_metadata(model)
+    contract = contract_of(model, str(path))
+    assert contract == InputContract.from_json(meta[CONTRACT_METADATA_KEY])
+    assert contract.architecture == architecture and contract.fingerprint == checkpoint_fingerprint(checkpoint)
+    assert meta["source_checkpoint_sha256"] == contract.fingerprint and meta["embedding_size"] == "512"
+    assert meta["input_name"] == model.graph.input[0].name and meta["input_layout"] == "NCHW" and meta["input_dtype"] == "float32"
+    assert meta["normalization"].startswith("(x - 127.5) / 127.5, RGB")
+
+
+def test_mobilefacenet_export_graph_and_metadata(mobilefacenet_onnx: Path, mobilefacenet_artifact: Path) -> None:
+    _check_exported_graph(mobilefacenet_onnx, mobilefacenet_artifact, "mobilefacenet")
+
+
+@pytest.mark.parametrize("architecture", ["iresnet18", pytest.param("iresnet50", marks=pytest.mark.slow)])
+def test_iresnet_export_parity(architecture: str, tmp_path: Path, parity_faces: np.ndarray) -> None:
+    checkpoint = initialised_artifact(architecture, tmp_path / f"{architecture}.pt", parity_faces)
+    result = export_onnx(checkpoint, tmp_path / f"{architecture}.onnx", ExportOptions(), parity_faces)
+    assert result.parity.passed and result.parity.faces == 8 and result.parity.min_cosine >= 0.9999
+    assert result.opset == 17 and result.size_bytes == result.path.stat().st_size > 50e6
+    _check_exported_graph(result.path, checkpoint, architecture)
+    ref = open_backend(checkpoint).embed(parity_faces)
+    out = open_backend(result.path).embed(parity_faces)
+    assert compare_embeddings(ref, out).min_cosine >= 0.9999
+
+
+def test_baked_preprocess_equals_external(exported: dict[str, Path], mobilefacenet_onnx: Path, parity_faces: np.ndarray) -> None:
+    baked = open_backend(exported["baked"])
+    assert baked.contract.baked_preprocess and baked.contract.dtype == "uint8" and baked.contract.layout == "NHWC"
+    graph_input = onnx.load(str(exported["baked"])).graph.input[0]
+    assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert [d.dim_value for d in graph_input.type.tensor_type.shape.dim][1:] == [112, 112, 3]
+    external = open_backend(mobilefacenet_onnx).embed(parity_faces)
+    inside = baked.embed(parity_faces)
+    assert compare_embeddings(external, inside).min_cosine >= 0.99999
+    np.testing.assert_allclose(inside, external, atol=1e-4 * np.abs(external).max())
+
+
+def test_flip_fusion_equals_sum_by_hand(exported: dict[str, Path], mobilefacenet_onnx: Path, parity_faces: np.ndarray) -> None:
+    plain = open_backend(mobilefacenet_onnx)
+    by_hand = plain.embed(parity_faces) + plain.embed(np.ascontiguousarray(parity_faces[:, :, ::-1]))
+    fused = open_backend(exported["flip"])
+    assert fused.contract.flip_fused and fused.info()["flip_fused"]
+    np.testing.assert_allclose(fused.embed(parity_faces), by_hand, atol=1e-4 * np.abs(by_hand).max())
+
+
+def test_l2_output_has_unit_norm(exported: dict[str, Path], mobilefacenet_onnx: Path, parity_faces: np.ndarray) -> None:
+    out = open_backend(exported["l2"]).embed(parity_faces)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    raw = open_backend(mobilefacenet_onnx).embed(parity_faces)
+    np.testing.assert_allclose(out, raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_failed_parity_removes_output(tmp_path: Path, mobilefacenet_artifact: Path, parity_faces: np.ndarray) -> None:
+    target = tmp_path / "strict.onnx"
+    with pytest.raises(CorefaceError, match="parity failed: min cosine .* nothing written") as err:
+        export_onnx(mobilefacenet_artifact, target, ExportOptions(parity_threshold=1.5), parity_faces)
+    assert "\n" not in str(err.value)
+    assert _no_leftovers(tmp_path) == []
+
+
+def test_corrupt_and_mismatched_checkpoints(tmp_path: Path, parity_faces: np.ndarray) -> None:
+    import torch
+
+    from coreface_edge.models import build_backbone
+
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x80\x04 definitely not a torch file")
+    with pytest.raises(CorefaceError, match="corrupt.pt") as err:
+        export_onnx(corrupt, tmp_path / "a.onnx", ExportOptions(), parity_faces)
+    assert "\n" not in str(err.value)
+    # an artefact that claims mobilefacenet but carries iresnet18 weights
+    other = build_backbone("iresnet18")
+    wrong = tmp_path / "wrong_arch.pt"
+    torch.save(
+        {"format": "coreface-edge-backbone/1", "architecture": "mobilefacenet", "embedding_size": 512, "kwargs": {}, "state_dict": other.state_dict(), "metadata": {}},
+        wrong,
+    )
+    with pytest.raises(CorefaceError, match="wrong_arch.pt"):
+        export_onnx(wrong, tmp_path / "b.onnx", ExportOptions(), parity_faces)
+    with pytest.raises(CorefaceError, match="must end in .onnx"):
+        export_onnx(wrong, tmp_path / "c.engine", ExportOptions(), parity_faces)
+    with pytest.raises(CorefaceError, match="at least 17"):
+        export_onnx(wrong, tmp_path / "d.onnx", ExportOptions(opset=13), parity_faces)
+    assert _no_leftovers(tmp_path) == []
+
+
+def test_default_output_name() -> None:
+    assert default_output(Path("m/best.pt"), ExportOptions()) == Path("m/best.onnx")
+    assert default_output(Path("best.pt"), ExportOptions(bake_preprocess=True, l2_normalize=True)) == Path("best.baked.l2.onnx")
+
+
+def test_cli_export_real_subprocess(tmp_path: Path, mobilefacenet_artifact: Path) -> None:
+    out = tmp_path / "cli" / "model.onnx"
+    proc = run_cli("export", mobilefacenet_artifact, "-o", out, "--bake-preprocess", "--fuse-flip", "--l2-normalize")
+    assert out.is_file() and "1.000000" in proc.stdout and f"passed; wrote {out}" in proc.stdout
+    contract = open_backend(out).contract
+    assert contract.baked_preprocess and contract.flip_fused and contract.l2_normalized
+    bad = tmp_path / "bad.pt"
+    bad.write_text("garbage")
+    failed = run_cli("export", bad, "-o", tmp_path / "bad.onnx", check=False)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert failed.stderr.strip().count("\n") == 0 and "bad.pt" in failed.stderr
+    assert not (tmp_path / "bad.onnx").exists()
