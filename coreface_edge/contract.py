@@ -42,6 +42,7 @@ class InputContract:
 
     @classmethod
     def from_json(cls, text: str, source: str = "model metadata") -> "InputContract":
+        """Parse :meth:`to_json` output; ``source`` names the file in the one-line error."""
         try:
             raw: dict[str, Any] = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -16,7 +16,7 @@ from coreface_edge.data.cfp import CfpImage, five_points, list_images, read_fidu
 from coreface_edge.data.imagefolder import ImageFolder
 from coreface_edge.data.recordio import InsightfaceRecordDataset
 from coreface_edge.face import YuNetDetector, estimate_similarity
-from tests.conftest import run_cli
+from conftest import run_cli
 
 
 def _table_value(stdout: str, measure: str) -> str:

@@ -1,11 +1,15 @@
-"""Data readers on files the tests write themselves: RecordIO, verification .bin, ImageFolder, CFP helpers."""
+"""Data readers on files the tests write themselves (RecordIO, verification .bin, ImageFolder, CFP
+helpers), and the data/eval CLI end to end on the committed photos, with no ../shared needed."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import pickle
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -27,7 +31,8 @@ from coreface_edge.data.recordio import (
 )
 from coreface_edge.data.verification_bin import load_verification_bin, read_bin_raw, write_verification_bin
 from coreface_edge.errors import CorefaceError
-from tests.conftest import run_cli
+from conftest import run_cli
+from test_data_cfp import _table_value
 
 
 @pytest.fixture(scope="module")
@@ -305,3 +310,85 @@ def test_five_points_profile_puts_hidden_side_on_silhouette() -> None:
     flipped = five_points(mirrored, "profile")
     np.testing.assert_allclose(flipped[[1, 0, 2, 4, 3], 0], 100 - points[:, 0], atol=1e-4)
     assert flipped[0, 0] < flipped[1, 0] and flipped[3, 0] < flipped[4, 0]
+
+
+# ---------------------------------------------------------------- CLI end to end on the committed fixtures (no ../shared)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], text: str) -> None:
+    """Exit status 2 and a single ``error: ...`` line on stderr containing ``text``, no traceback."""
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error:") and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert text in proc.stderr, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def fixture_run(tmp_path_factory: pytest.TempPathFactory, face_photos: list[Path]) -> tuple[Path, str]:
+    """``data prepare-cfp`` on a CFP-layout tree of the committed photos, plus a non-face image.
+
+    The tree has no fiducials, so the blank image (YuNet finds nothing) is a counted failure.
+    """
+    base = tmp_path_factory.mktemp("fixture_cfp")
+    images = base / "cfp" / "Data" / "Images"
+    for photo in face_photos:  # cfp_401_frontal_01.jpg -> Data/Images/401/frontal/01.jpg
+        _, identity, kind, number = photo.stem.split("_")
+        (images / identity / kind).mkdir(parents=True, exist_ok=True)
+        (images / identity / kind / f"{number}.jpg").write_bytes(photo.read_bytes())
+    (images / "403" / "profile").mkdir(parents=True)
+    cv2.imwrite(str(images / "403" / "profile" / "01.jpg"), np.full((250, 250, 3), 128, np.uint8))
+    out = base / "aligned"
+    proc = run_cli("data", "prepare-cfp", base / "cfp", out, "--identities", "401-403", "--workers", "1")
+    return out, proc.stdout
+
+
+def test_cli_prepare_info_and_pack_on_fixtures(fixture_run: tuple[Path, str], face_photos: list[Path], tmp_path: Path) -> None:
+    out, stdout = fixture_run
+    assert (_table_value(stdout, "images done"), _table_value(stdout, "failures"), _table_value(stdout, "aligned with YuNet")) == ("6", "1", "6")
+    assert "403/profile_01.jpg: no face found and" in stdout and "cannot read fiducials" in stdout
+    entries = [line for line in (out / "manifest.jsonl").read_text().splitlines() if line]
+    assert len(entries) == len(face_photos) == 6 and not (out / "403" / "profile_01.jpg").exists()
+    assert ImageFolder(out).classes == ["401", "402", "403"]
+    assert _table_value(run_cli("data", "info", out).stdout, "images") == "6"
+    rec = tmp_path / "train.rec"
+    run_cli("data", "pack-rec", out, rec)
+    info = run_cli("data", "info", rec).stdout
+    assert "insightface" in info and _table_value(info, "images") == "6" and _table_value(info, "identities") == "3"
+    dataset = InsightfaceRecordDataset(rec)
+    assert len(dataset) == 6 and dataset.num_classes == 3
+    np.testing.assert_array_equal(dataset[5][0], ImageFolder(out)[5][0])
+    dataset.reader.close()
+
+
+def test_cli_eval_bin_on_fixture_crops(fixture_run: tuple[Path, str], tmp_path: Path) -> None:
+    out = fixture_run[0]
+    pairs = [("401/frontal_01", "401/frontal_02", True), ("401/frontal_01", "402/frontal_01", False),
+             ("402/frontal_01", "402/frontal_03", True), ("401/frontal_02", "403/frontal_01", False)]
+    bins = [(out / f"{name}.jpg").read_bytes() for a, b, _ in pairs for name in (a, b)]
+    write_verification_bin(tmp_path / "fixtures.bin", bins, [same for _, _, same in pairs])
+    run_cli("eval", "pixels", "--data", tmp_path / "fixtures.bin", "--out", tmp_path / "eval")  # --protocol bin implied
+    row = json.loads((tmp_path / "eval" / "eval_bin.json").read_text())["rows"]["fixtures"]
+    assert len(row["accuracy"]["folds"]) == 4 and row["accuracy"]["pairs"] == 4  # 4 pairs: one fold each
+    assert (row["verification"]["genuine_pairs"], row["verification"]["impostor_pairs"]) == (2, 2)
+    assert (tmp_path / "eval" / "roc_bin.png").read_bytes().startswith(b"\x89PNG")
+    everything_same = tmp_path / "same.bin"
+    write_verification_bin(everything_same, bins[:4], [True, True])
+    proc = run_cli("eval", "pixels", "--protocol", "bin", "--data", everything_same, "--out", tmp_path / "eval", check=False)
+    _one_line_error(proc, "same: needs both same and different pairs")
+    proc = run_cli("eval", "pixels", "--protocol", "bin", "--data", tmp_path / "fixtures.bin", "--out", tmp_path / "eval" / "eval_bin.json", check=False)
+    _one_line_error(proc, "eval_bin.json: exists and is not a folder")
+
+
+def test_cli_bad_dataset_files_are_one_line_errors(fixture_run: tuple[Path, str], rec_pack: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "cut.rec"
+    truncated.write_bytes(rec_pack.read_bytes()[:-30])  # a download that stopped early
+    (tmp_path / "cut.idx").write_bytes(rec_pack.with_suffix(".idx").read_bytes())
+    _one_line_error(run_cli("data", "info", truncated, check=False), "cut.rec: truncated record at offset")
+    wrong = tmp_path / "dict.bin"
+    wrong.write_bytes(pickle.dumps({"bins": [], "issame": []}))
+    _one_line_error(run_cli("data", "info", wrong, check=False), "dict.bin: expected a pickled (bins, issame_list)")
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(fixture_run[0], corrupt)
+    (corrupt / "402" / "frontal_03.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    proc = run_cli("data", "pack-rec", corrupt, tmp_path / "corrupt.rec", check=False)
+    _one_line_error(proc, "402/frontal_03.jpg: not a decodable image")
+    assert not (tmp_path / "corrupt.rec").exists() and not list(tmp_path.glob(".corrupt.*"))  # nothing half-written

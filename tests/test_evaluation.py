@@ -15,7 +15,7 @@ from rich.console import Console
 
 from coreface_edge.errors import CorefaceError
 from coreface_edge.evaluation.cfp_protocol import EVAL_FOLDS, load_protocol, parse_image_list, parse_pairs
-from coreface_edge.evaluation.embedding import pixel_embedder, read_aligned, with_flip
+from coreface_edge.evaluation.embedding import embed_batches, pixel_embedder, read_aligned, with_flip
 from coreface_edge.evaluation.evaluate import evaluate_cfp, evaluate_pairs, far_label, score_cfp
 from coreface_edge.evaluation.metrics import (
     accuracy_at,
@@ -143,6 +143,17 @@ def test_exhaustive_scores_count_every_pair_once():
     assert genuine.size == 1 and impostor.size == 5
     assert genuine[0] == pytest.approx(np.dot(emb[2], emb[3]))
     np.testing.assert_allclose(pair_scores(emb, np.array([0, 2]), np.array([1, 3])), [np.dot(emb[0], emb[1]), np.dot(emb[2], emb[3])])
+
+
+def test_embed_batches_refuses_broken_embedder_output():
+    batches = [np.zeros((3, 112, 112, 3), np.uint8)]
+    console = Console(file=io.StringIO())
+    nan_row = lambda crops: np.where(np.arange(len(crops))[:, None] == 1, np.nan, 1.0) * np.ones((len(crops), 4))  # noqa: E731
+    with pytest.raises(CorefaceError, match=r"embedder returned NaN or inf for 1 of 3 crops"):
+        embed_batches(batches, 3, nan_row, console, "x")
+    with pytest.raises(CorefaceError, match=r"embedder returned shape \(3,\) for a batch of 3 crops"):
+        embed_batches(batches, 3, lambda crops: np.ones(len(crops)), console, "x")
+    np.testing.assert_allclose(embed_batches(batches, 3, lambda c: np.full((len(c), 4), 2.0), console, "x"), 0.5)
 
 
 def test_far_labels():
@@ -329,8 +340,7 @@ def test_eval_cli_bad_data_is_one_line_error(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-
-def test_eval_cli_on_an_exported_onnx_model_with_flip(mobilefacenet_onnx, cfp_root, aligned_dir, tmp_path):
+def test_eval_cli_on_an_exported_onnx_model_with_flip(cfp_root, aligned_dir, mobilefacenet_onnx, tmp_path):  # skip before exporting
     """A model file goes through runtime.open_backend (ONNX Runtime here), in a real CLI run."""
     out = tmp_path / "out"
     run_cli("eval", mobilefacenet_onnx, "--data", aligned_dir, "--identities", "401-403", "--cfp-root", cfp_root, "--flip", "--out", out)

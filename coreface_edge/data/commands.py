@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Optional, TypeVar
+from typing import Iterable, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-T = TypeVar("T")
-
-
-def _with_progress(console: Console, label: str, items: Iterable[T], total: int) -> Iterable[T]:
-    """Yield ``items`` while a rich progress bar counts them."""
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task(label, total=total)
-        for item in items:
-            yield item
-            bar.advance(task)
+from ..progress import track
 
 
 def _print_table(console: Console, title: str, rows: Iterable[tuple[str, object]]) -> None:
@@ -53,7 +42,7 @@ def prepare_cfp_command(
         parse_identities(identities),
         score_threshold,
         workers,
-        lambda results, total: _with_progress(console, "aligning", results, total),
+        lambda results, total: track(results, total, "aligning", console),
     )
     _print_table(
         console,
@@ -86,8 +75,8 @@ def pack_rec_command(
         raise CorefaceError(f"{out}: the output name must end in .rec")
     dataset = ImageFolder(folder, identities)
     console = Console()
-    samples = ((path.read_bytes(), label) for path, label in dataset.samples)
-    images, classes = write_insightface_pack(out, _with_progress(console, "packing", samples, len(dataset)))
+    samples = (dataset.encoded(i, check=True) for i in range(len(dataset)))  # a corrupt image stops it, named
+    images, classes = write_insightface_pack(out, track(samples, len(dataset), "packing", console))
     _print_table(console, f"pack-rec -> {out}", [("images", images), ("identities", classes), ("MB", f"{out.stat().st_size / 1e6:.1f}")])
 
 

@@ -46,12 +46,19 @@ class ImageFolder:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        data, label = self.encoded(index)
+        return decode_crop(data, str(self.samples[index][0])), label
+
+    def encoded(self, index: int, check: bool = False) -> tuple[bytes, int]:
+        """The file bytes of sample ``index`` and its label; ``check`` also decodes them."""
         path, label = self.samples[index]
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise CorefaceError(f"{path}: cannot read ({exc.strerror})") from None
-        return decode_crop(data, str(path)), label
+        if check:
+            decode_crop(data, str(path))
+        return data, label
 
     @property
     def labels(self) -> np.ndarray:

@@ -28,6 +28,8 @@ def summarize(path: Path) -> list[tuple[str, str]]:
     if path.suffix == ".rec":
         dataset = InsightfaceRecordDataset(path)
         try:
+            reader = dataset.reader
+            reader.read(max(reader.offsets, key=reader.offsets.__getitem__))  # a truncated download fails here
             layout = "insightface (header record)" if dataset.identity_range else "plain (no header record)"
             return [("format", f"RecordIO, {layout}"), ("identities", str(dataset.num_classes)), ("images", str(len(dataset)))]
         finally:

@@ -119,10 +119,7 @@ def align_one(root: Path, out: Path, image: CfpImage) -> dict[str, Any]:
             return {"path": image.aligned_relpath, "error": f"no face found and {exc}"}
         score, method = None, "fiducials"
     crop = align_faces(bgr, landmarks)[0]
-    try:
-        write_bytes_atomic(out / image.aligned_relpath, encode_jpeg(crop, JPEG_QUALITY))
-    except OSError as exc:  # disk full, permissions: stops the run, one line
-        raise CorefaceError(f"{out / image.aligned_relpath}: cannot write ({exc.strerror})") from None
+    write_bytes_atomic(out / image.aligned_relpath, encode_jpeg(crop, JPEG_QUALITY))  # a full disk stops the run, one line
     return {
         "identity": image.identity,
         "kind": image.kind,
@@ -178,8 +175,12 @@ def prepare_cfp(
     images = list_images(root, identities)
     if not images:
         raise CorefaceError(f"{root}: no CFP images found for the requested identities")
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / JOURNAL, "a", encoding="utf-8") as journal:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        journal = open(out / JOURNAL, "a", encoding="utf-8")
+    except OSError as exc:
+        raise CorefaceError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+    with journal:
         _lock(journal, out)
         for stale in out.glob("*/.*.tmp"):  # crops a killed worker was writing
             stale.unlink()

@@ -161,6 +161,7 @@ class RecordIOReader:
         return _read_record_at(self._fd(), self.offsets[key], self.path)[0]
 
     def read_unpacked(self, key: int) -> tuple[IRHeader, bytes]:
+        """Record ``key`` split into its IRHeader and image bytes."""
         return unpack(self.read(key), f"{self.path} record {key}")
 
 

@@ -119,5 +119,5 @@ def load_protocol(cfp_root: Path) -> CfpProtocol:
     """Parse ``CFP_ROOT/Protocol`` (image lists; pair files are read on demand)."""
     root = Path(cfp_root) / "Protocol"
     if not root.is_dir():
-        raise CorefaceError(f"{cfp_root}: no Protocol/ folder (expected the CFP release root)")
+        raise CorefaceError(f"{cfp_root}: no Protocol/ folder (give the CFP release root with --cfp-root or COREFACE_CFP_ROOT)")
     return CfpProtocol(root, parse_image_list(root / "image_list_F.txt"), parse_image_list(root / "image_list_P.txt"))

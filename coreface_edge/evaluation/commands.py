@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
+from ..errors import CorefaceError
 from ..runtime.base import Embedder
 from .metrics import Roc
 
@@ -22,7 +23,9 @@ class Protocol(str, Enum):
 
 def eval_command(
     model: str = typer.Argument(..., help="'pixels' (raw-pixel baseline) or a model file: .pt, .onnx, .engine/.plan."),
-    protocol: Protocol = typer.Option(Protocol.cfp, help="cfp: aligned CFP folder; bin: insightface verification .bin."),
+    protocol: Optional[Protocol] = typer.Option(
+        None, help="cfp: aligned CFP folder; bin: insightface verification .bin (default: bin for a .bin --data, else cfp)."
+    ),
     data: Path = typer.Option(..., help="Aligned CFP folder (data prepare-cfp output) or a verification .bin file."),
     flip: bool = typer.Option(False, "--flip", help="Add each crop's mirror-image embedding (flip test-time augmentation)."),
     out: Optional[Path] = typer.Option(None, help="Output folder for the JSON and ROC plot (default: runs/eval/MODEL-PROTOCOL)."),
@@ -39,14 +42,17 @@ def eval_command(
     from .evaluate import FAR_TARGETS
     from .report import plot_rocs, summary_table, write_json
 
+    protocol = protocol or (Protocol.bin if data.suffix == ".bin" else Protocol.cfp)
+    name = "pixels" if model == "pixels" else Path(model).stem
+    out = out or Path("runs") / "eval" / f"{name}-{protocol.value}"
+    if out.exists() and not out.is_dir():  # found now, not after minutes of embedding
+        raise CorefaceError(f"{out}: exists and is not a folder (--out takes a folder)")
     console = Console()
     embedder, info = open_embedder(model, backend, **({} if device is None else {"device": device}))
     if flip and info["flip_fused"]:
         console.print("--flip: this model already adds the mirror image's embedding; not flipping again")
     elif flip:
         embedder = with_flip(embedder)
-    name = "pixels" if model == "pixels" else Path(model).stem
-    out = out or Path("runs") / "eval" / f"{name}-{protocol.value}"
     if protocol is Protocol.cfp:
         result, rocs, title = _run_cfp(embedder, data, identities, cfp_root, batch_size, console)
     else:
@@ -65,7 +71,6 @@ def eval_command(
 
 def _run_cfp(embedder: Embedder, data: Path, identities: str, cfp_root: Path, batch_size: int, console: Console) -> _Run:
     from ..data.cfp import parse_identities
-    from ..errors import CorefaceError
     from .cfp_protocol import load_protocol
     from .evaluate import evaluate_cfp
 

@@ -8,10 +8,10 @@ from typing import Any, Iterable, Iterator
 import cv2
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..contract import CROP_SIZE
 from ..errors import CorefaceError
+from ..progress import progress_bar
 from ..runtime.base import Embedder
 from .scores import l2_normalize
 
@@ -69,13 +69,14 @@ def read_aligned(paths: list[Path], batch_size: int) -> Iterator[np.ndarray]:
 def embed_batches(batches: Iterable[np.ndarray], total: int, embedder: Embedder, console: Console, label: str) -> np.ndarray:
     """Embed every batch (progress bar on ``console``) -> ``(total, D)`` L2-normalised float32."""
     parts = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task(label, total=total)
         for batch in batches:
             out = np.asarray(embedder(batch), dtype=np.float32)
             if out.ndim != 2 or out.shape[0] != batch.shape[0]:
                 raise CorefaceError(f"embedder returned shape {out.shape} for a batch of {batch.shape[0]} crops (expected (N, D))")
+            if not np.isfinite(out).all():
+                raise CorefaceError(f"embedder returned NaN or inf for {int((~np.isfinite(out)).any(axis=1).sum())} of {batch.shape[0]} crops (a broken or overflowing model?)")
             parts.append(out)
             progress.advance(task, batch.shape[0])
     return l2_normalize(np.concatenate(parts)) if parts else np.zeros((0, 0), np.float32)

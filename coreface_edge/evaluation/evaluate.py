@@ -132,16 +132,22 @@ def evaluate_pairs(
     n_folds: int = 10,
 ) -> tuple[dict[str, Any], dict[str, Roc]]:
     """Verification-.bin style: ``crops[2n]`` vs ``crops[2n+1]`` genuine when ``labels[n]``;
-    accuracy over ``n_folds`` contiguous folds, plus ROC figures over all pairs."""
+    accuracy over ``n_folds`` contiguous folds (fewer for fewer pairs; ``None`` when some
+    training folds lack a pair kind), plus ROC figures over all pairs."""
     labels = np.asarray(labels, dtype=bool)
     if crops.shape[0] != 2 * labels.size:
         raise CorefaceError(f"{name}: {crops.shape[0]} images for {labels.size} pairs (expected 2 per pair)")
+    if labels.all() or not labels.any():
+        raise CorefaceError(f"{name}: needs both same and different pairs, got {int(labels.sum())} same of {labels.size}")
     start = time.perf_counter()
     batches = (crops[i : i + batch_size] for i in range(0, crops.shape[0], batch_size))
     embeddings = embed_batches(batches, crops.shape[0], embedder, console, f"embedding {crops.shape[0]} images")
     embedded = time.perf_counter()
     scores = pair_scores(embeddings, np.arange(0, crops.shape[0], 2), np.arange(1, crops.shape[0], 2))
-    accuracy = kfold_summary(kfold_accuracy(scores, labels, contiguous_folds(labels.size, n_folds)), labels.size)
+    try:
+        accuracy = kfold_summary(kfold_accuracy(scores, labels, contiguous_folds(labels.size, min(n_folds, labels.size))), labels.size)
+    except ValueError:  # a single pair, or a training fold without both pair kinds
+        accuracy = None
     verification, roc = verification_summary(scores[labels], scores[~labels])
     result = {
         "protocol": "bin",

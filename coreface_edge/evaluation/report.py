@@ -45,35 +45,41 @@ def summary_table(result: dict[str, Any], title: str) -> Table:
 
 
 def write_json(path: Path, result: dict[str, Any]) -> None:
+    """The result as indented JSON, written atomically (NaN/inf refused: they are not JSON)."""
     write_text_atomic(path, json.dumps(result, indent=2, allow_nan=False) + "\n")
 
 
 def _plot_indices(roc: Roc) -> np.ndarray:
-    """ROC points worth drawing on a log-FAR axis: about ``_PLOT_POINTS``, log-spaced in FAR."""
+    """ROC points worth drawing on a log-FAR axis: about ``_PLOT_POINTS``, log-spaced in FAR,
+    led by the last FAR-0 point (the highest TAR reached without any false accept)."""
     positive = np.flatnonzero(roc.far > 0)
     grid = np.geomspace(roc.far[positive[0]], 1.0, _PLOT_POINTS)
     # the last point at each FAR value (highest TAR for it), so the steps are drawn exactly
-    return np.unique(np.searchsorted(roc.far, grid, side="right") - 1)
+    return np.unique(np.r_[positive[0] - 1, np.searchsorted(roc.far, grid, side="right") - 1])
 
 
 def plot_rocs(path: Path, rocs: dict[str, Roc], title: str, far_marks: tuple[float, ...]) -> None:
-    """ROC curves (TAR against log FAR), one per protocol row, written as a PNG."""
+    """ROC curves (TAR against log FAR), one per protocol row, written as a PNG.
+
+    The axis starts at the lowest non-zero FAR (or the lowest marked target, if lower); the
+    FAR-0 part of a curve is drawn at that left edge.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
-    low = 1.0
+    low = min([*far_marks, *(float(roc.far[roc.far > 0].min()) for roc in rocs.values())])
     for name, roc in rocs.items():
         idx = _plot_indices(roc)
-        low = min(low, float(roc.far[idx[0]]))
-        ax.plot(roc.far[idx], 100 * roc.tar[idx], drawstyle="steps-post", label=f"{name} ({roc.n_genuine:,} gen / {roc.n_impostor:,} imp)")
+        far = np.maximum(roc.far[idx], low)
+        ax.plot(far, 100 * roc.tar[idx], drawstyle="steps-post", label=f"{name} ({roc.n_genuine:,} gen / {roc.n_impostor:,} imp)")
     for far in far_marks:
         ax.axvline(far, color="grey", linestyle=":", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlim(low, 1.0)
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 101)  # a 100 % TAR line stays visible above the frame
     ax.set_xlabel("FAR (false accept rate)")
     ax.set_ylabel("TAR % (true accept rate)")
     ax.set_title(title)

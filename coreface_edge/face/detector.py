@@ -34,9 +34,11 @@ class Detections:
 
     @classmethod
     def empty(cls) -> "Detections":
+        """No faces."""
         return cls(np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros((0,), np.float32))
 
     def select(self, index: np.ndarray | list[int]) -> "Detections":
+        """The faces at ``index``, in that order."""
         index = np.asarray(index, dtype=np.int64)
         return Detections(self.boxes[index], self.landmarks[index], self.scores[index])
 
@@ -58,7 +60,9 @@ class Detections:
 class FaceDetector(Protocol):
     """What the rest of the toolkit needs from a detector."""
 
-    def detect(self, image_bgr: np.ndarray) -> Detections: ...
+    def detect(self, image_bgr: np.ndarray) -> Detections:
+        """Faces in one uint8 BGR image ``(H, W, 3)``, in its pixel coordinates."""
+        ...
 
 
 def default_detector_path() -> Path:
@@ -87,6 +91,7 @@ class YuNetDetector:
         self.model_path = path
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
+        """Faces in one uint8 BGR image ``(H, W, 3)`` scoring at least the threshold."""
         if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             raise CorefaceError(f"detector expects a BGR image (H, W, 3), got {getattr(image_bgr, 'shape', None)}")
         size = (int(image_bgr.shape[1]), int(image_bgr.shape[0]))

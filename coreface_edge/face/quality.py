@@ -39,6 +39,7 @@ class QualityThresholds:
     min_frontal: float = 0.5
 
     def problems(self, q: FaceQuality) -> list[str]:
+        """Short hints for each minimum ``q`` misses; empty when the face is good enough."""
         found = []
         if q.size < self.min_size:
             found.append("closer")

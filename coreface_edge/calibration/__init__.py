@@ -1,0 +1,1 @@
+"""Calibration sets, INT8 quantization with an accuracy guard on held-out faces, FP16 conversion."""

@@ -1,0 +1,414 @@
+"""CLI of the gate: ``enroll``, ``gallery list|show|remove|export|import``, ``gate``,
+``threshold``, ``report [show|label]``. No torch anywhere on this path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from ..errors import CorefaceError
+
+DEFAULT_CFP_ROOT = Path("../shared/data/cfp")
+
+
+def _model_options(threads: Optional[int]) -> dict[str, Any]:
+    return {} if threads is None else {"threads": threads}
+
+
+def _front_end(embedder: Any, max_faces: int, detect_side: Optional[int]) -> Any:
+    from ..face.detector import YuNetDetector
+    from .pipeline import FaceFrontEnd
+
+    return FaceFrontEnd(YuNetDetector(), embedder, max_faces=max_faces, detect_side=detect_side)
+
+
+def _time(t: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+# --- enroll ----------------------------------------------------------------------------------
+def enroll_command(
+    model: Path = typer.Option(..., help="Embedding model: .onnx, .engine/.plan (or .pt where torch is installed)."),
+    gallery: Path = typer.Option(..., help="Gallery SQLite file (created if missing)."),
+    name: str = typer.Option(..., help="Display name (unique in the gallery)."),
+    badge: Optional[str] = typer.Option(None, help="Badge number (unique), for 1:1 verification at the gate."),
+    images: Optional[Path] = typer.Option(None, help="Folder of photos of this person (one face each)."),
+    camera: Optional[str] = typer.Option(None, help="Enroll live from a SOURCE (webcam index, RTSP URL, GStreamer pipeline, video)."),
+    frames: int = typer.Option(5, min=1, help="--camera: good frames to collect."),
+    timeout: float = typer.Option(60.0, min=1.0, help="--camera: give up after this many seconds."),
+    keep_crops: bool = typer.Option(False, "--keep-crops", help="Also store the aligned face images (not stored by default)."),
+    threshold: Optional[float] = typer.Option(None, help="Look-alike warning threshold [default: the model's stored threshold]."),
+    backend: Optional[str] = typer.Option(None, help="Force a backend: onnxruntime, tensorrt or torch."),
+    threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime: intra-op threads."),
+) -> None:
+    """Enroll one person from a photo folder or live from a camera."""
+    import cv2
+    import numpy as np
+
+    from ..profiling.progress import advancer, progress_bar
+    from .enroll import embed_all, from_camera, from_images, look_alikes
+    from .gallery import Gallery, model_mismatch
+    from .pipeline import FULL_RESOLUTION
+    from .sources import folder_images, open_source
+    from .threshold import load_threshold, open_model
+
+    if (images is None) == (camera is None):
+        raise CorefaceError("enroll: give exactly one of --images DIR or --camera SOURCE")
+    console = Console(stderr=True)
+    with Gallery(gallery, create=True) as store:
+        if name.strip() in {p.name for p in store.persons()}:
+            raise CorefaceError(f"{gallery}: {name!r} is already enrolled (choose another --name or remove it first)")
+        embedder, fingerprint = open_model(model, backend, **_model_options(threads))
+        if store.model is not None and store.model != fingerprint:
+            raise model_mismatch(gallery, store.model, fingerprint)
+        front = _front_end(embedder.embed, 1, FULL_RESOLUTION)
+        with progress_bar(console) as progress:
+            if images is not None:
+                if not images.is_dir():
+                    raise CorefaceError(f"{images}: not a folder of photos")
+                files = folder_images(images)
+                advance = advancer(progress, progress.add_task(f"enrolling {name}", total=len(files)))
+                got = from_images(front, files, lambda p: cv2.imread(str(p), cv2.IMREAD_COLOR), lambda: advance(1))
+            else:
+                source = open_source(camera).frames
+                advance = advancer(progress, progress.add_task(f"enrolling {name}: look at the camera", total=frames))
+                guide = lambda advice: console.print(f"[bold]{advice}[/]")  # noqa: E731
+                got = from_camera(front, source, frames, guide, lambda: advance(1), timeout_s=timeout)
+        if not got.crops:
+            raise CorefaceError(f"{images or camera}: no usable face ({len(got.skipped)} skipped); nothing enrolled")
+        crops = np.stack(got.crops)
+        embeddings = embed_all(front, crops)
+        warn_at = threshold if threshold is not None else getattr(load_threshold(model, fingerprint), "threshold", None)
+        similar = look_alikes(store, fingerprint, embeddings, warn_at) if warn_at is not None else []
+        person_id = store.add_person(
+            name, embeddings, fingerprint, badge, got.qualities, got.sources, crops if keep_crops else None
+        )
+    table = Table(title=f"enrolled {name!r} (id {person_id}) in {gallery}")
+    for column in ("faces stored", "skipped", "crops kept", "model"):
+        table.add_column(column)
+    table.add_row(str(len(got.crops)), str(len(got.skipped)), "yes" if keep_crops else "no", fingerprint[:12])
+    console.print(table)
+    for file, why in got.skipped:
+        console.print(f"[yellow]skipped[/] {file}: {why}")
+    for other, score in similar:
+        console.print(f"[bold yellow]warning:[/] {name!r} already matches enrolled {other!r} (score {score:.3f} >= {warn_at:.3f})")
+    if warn_at is None:
+        console.print("[yellow]no threshold stored for this model: look-alike check skipped (run coreface-edge threshold --store)[/]")
+
+
+# --- gallery ---------------------------------------------------------------------------------
+gallery_app = typer.Typer(help="Inspect and move a gallery: list, show, remove, export, import.", no_args_is_help=True)
+
+
+@gallery_app.command("list")
+def gallery_list(gallery: Path = typer.Argument(..., help="Gallery SQLite file.")) -> None:
+    """Everyone enrolled, with badge, number of embeddings and enrollment time."""
+    from .gallery import Gallery
+
+    with Gallery(gallery) as store:
+        persons, model = store.persons(), store.model
+    table = Table(title=f"{gallery}: {len(persons)} people, model {str(model)[:12]}")
+    for column in ("id", "name", "badge", "embeddings", "enrolled"):
+        table.add_column(column)
+    for p in persons:
+        table.add_row(str(p.id), p.name, p.badge or "", str(p.n_embeddings), _time(p.created))
+    Console().print(table)
+
+
+@gallery_app.command("show")
+def gallery_show(gallery: Path = typer.Argument(...), person: str = typer.Argument(..., help="Id, name or badge.")) -> None:
+    """One person's embeddings: source, quality, whether a crop is kept."""
+    from .gallery import Gallery
+
+    with Gallery(gallery) as store:
+        p = store.find(person)
+        rows = store.embeddings_of(p.id)
+    table = Table(title=f"{p.name} (id {p.id}, badge {p.badge or '-'}, enrolled {_time(p.created)})")
+    for column in ("embedding", "source", "quality", "crop", "model"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(str(r["id"]), r["source"] or "", r["quality"] or "", "yes" if r["crop"] else "no", r["model"][:12])
+    Console().print(table)
+
+
+@gallery_app.command("remove")
+def gallery_remove(gallery: Path = typer.Argument(...), person: str = typer.Argument(..., help="Id, name or badge.")) -> None:
+    """Delete a person and everything stored about them (embeddings, crops)."""
+    from .gallery import Gallery
+
+    with Gallery(gallery) as store:
+        removed = store.remove(person)
+    Console().print(f"removed {removed.name!r} (id {removed.id}, {removed.n_embeddings} embeddings)")
+
+
+@gallery_app.command("export")
+def gallery_export(gallery: Path = typer.Argument(...), out: Path = typer.Argument(..., help="Bundle to write (.npz).")) -> None:
+    """Write the whole gallery to one portable bundle (model fingerprint included)."""
+    from .gallery import Gallery
+
+    with Gallery(gallery) as store:
+        n = store.export_bundle(out)
+    Console().print(f"exported {n} people to {out}")
+
+
+@gallery_app.command("import")
+def gallery_import(
+    gallery: Path = typer.Argument(..., help="Gallery to add to (created if missing)."),
+    source: Path = typer.Argument(..., help="A bundle from 'gallery export', or another gallery file."),
+) -> None:
+    """Add the people of a bundle or another gallery; the model fingerprints must match."""
+    from .gallery import Gallery
+
+    if not source.is_file():
+        raise CorefaceError(f"{source}: no such file")
+    with Gallery(gallery, create=True) as store:
+        names = store.import_from(source)
+    Console().print(f"imported {len(names)} people into {gallery}: {', '.join(names)}")
+
+
+# --- gate ------------------------------------------------------------------------------------
+def gate_command(
+    source: str = typer.Argument(..., help="Webcam index (0), video file, image folder, RTSP URL or GStreamer pipeline."),
+    model: Path = typer.Option(..., help="Embedding model (.onnx, .engine/.plan)."),
+    gallery: Path = typer.Option(..., help="Gallery SQLite file."),
+    badge: Optional[str] = typer.Option(None, help="1:1: verify every face against this badge's person."),
+    badge_command: Optional[str] = typer.Option(None, help="1:1: shell command printing the claimed badge (run when a face appears)."),
+    threshold: Optional[float] = typer.Option(None, help="Accept score [default: the threshold stored by 'coreface-edge threshold']."),
+    vote_k: int = typer.Option(3, min=1, help="Accept when k of the last n frames of a face agree."),
+    vote_n: int = typer.Option(5, min=1, help="Voting window (frames)."),
+    cooldown: float = typer.Option(5.0, min=0.0, help="Seconds before the same person (or face track) is decided again."),
+    reject_margin: float = typer.Option(0.1, min=0.0, help="Below threshold by less than this: 'reject' (looks enrolled), else 'unknown'."),
+    max_faces: int = typer.Option(1, min=1, help="Faces judged per frame (largest / most central first)."),
+    audit: Path = typer.Option(Path("audit.db"), help="Audit log SQLite file (created if missing)."),
+    camera_name: Optional[str] = typer.Option(None, help="Camera name in the audit log [default: SOURCE]."),
+    snapshots: bool = typer.Option(False, "--snapshots", help="Store the aligned face of each decision in the audit log."),
+    on_accept: Optional[str] = typer.Option(None, help="Command run on accept (COREFACE_PERSON, _BADGE, _SCORE, _EVENT_ID set)."),
+    action_timeout: float = typer.Option(5.0, min=0.1, help="Seconds before an --on-accept command is killed."),
+    gpio_pin: Optional[int] = typer.Option(None, help="Jetson GPIO pin (BOARD numbering) pulsed high on accept."),
+    preview: bool = typer.Option(False, "--preview", help="Show a window with boxes, names and scores (needs a display)."),
+    profile: bool = typer.Option(False, "--profile", help="Print per-stage latency p50/p99 and FPS at the end."),
+    max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many frames."),
+    detect_side: Optional[int] = typer.Option(None, min=64, help="Detect on a view no larger than this (longest side) [default: from the frame size and the smallest face the quality gate accepts: 320 for 640x480, 768 for 1080p]."),
+    backend: Optional[str] = typer.Option(None, help="Force a backend: onnxruntime, tensorrt or torch."),
+    threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime: intra-op threads."),
+) -> None:
+    """Run the gate: decisions as JSON lines on stdout, every decision in the audit log."""
+    from ..profiling.progress import advancer, progress_bar
+    from .actions import ActionRunner, CommandAction, GpioPulse
+    from .audit import AuditLog
+    from .gallery import Gallery
+    from .loop import BadgeReader, GateLoop
+    from .matcher import Matcher
+    from .sources import open_source
+    from .threshold import open_model, resolve_threshold
+    from .voting import Decider, VotingPolicy
+
+    if badge and badge_command:
+        raise CorefaceError("gate: give --badge or --badge-command, not both")
+    if vote_k > vote_n:
+        raise CorefaceError(f"--vote-k {vote_k} is larger than --vote-n {vote_n}")
+    console = Console(stderr=True)
+    with Gallery(gallery) as store:
+        embedder, fingerprint = open_model(model, backend, **_model_options(threads))
+        matrix = store.matrix(fingerprint)
+    if badge:
+        matrix.index_of_badge(badge)
+    accept_at, origin = resolve_threshold(model, fingerprint, threshold)
+    if preview:
+        _check_display()
+    actions = [CommandAction(on_accept, action_timeout)] if on_accept else []
+    if gpio_pin is not None:
+        actions.append(GpioPulse(gpio_pin))
+    camera = camera_name or source
+    emit = lambda line: print(line, flush=True)  # noqa: E731
+    announce = lambda kind, detail: loop.event(kind, detail)  # noqa: E731 - ``loop`` is bound below
+    opened = open_source(source, on_event=announce)
+    with AuditLog(audit) as log, progress_bar(console) as progress:
+        loop = GateLoop(
+            front=_front_end(embedder.embed, max_faces, detect_side),
+            matcher=Matcher(matrix),
+            decider=Decider(VotingPolicy(accept_at, vote_k, vote_n, cooldown, reject_margin)),
+            audit=log,
+            actions=ActionRunner(actions, lambda msg: announce("action_error", msg)),
+            badges=BadgeReader(badge, badge_command, lambda msg: announce("badge_error", msg)),
+            camera=camera,
+            emit=emit,
+            snapshots=snapshots,
+            preview=preview,
+        )
+        log.start_run(camera, fingerprint, accept_at, {
+            "source": source, "kind": opened.kind, "model": str(model), "threshold_from": origin, "vote": [vote_k, vote_n],
+            "cooldown_s": cooldown, "max_faces": max_faces, "mode": "1:1" if badge or badge_command else "1:N",
+            "people": len(matrix), "matcher": loop.matcher.engine, "backend": embedder.info(),
+        })  # fmt: skip
+        console.print(f"gate on {camera} ({opened.kind}): {len(matrix)} people, threshold {accept_at:.4f} from {origin}, "
+                      f"vote {vote_k}/{vote_n}, audit {audit}", highlight=False)  # fmt: skip
+        frames = opened.frames
+        if opened.total:  # a file: show how far through it the gate is
+            frames = _advancing(frames, advancer(progress, progress.add_task(f"gate on {Path(source).name}", total=opened.total)))
+        summary = loop.run(frames, max_frames).summary()
+    emit(json.dumps({"event": "summary", "camera": camera, **summary}))
+    _print_summary(console, summary, profile)
+
+
+def _advancing(frames: Iterable[Any], advance: Callable[[int], None]) -> Iterator[Any]:
+    for frame in frames:
+        yield frame
+        advance(1)
+
+
+def _check_display() -> None:
+    import cv2
+
+    from .loop import PREVIEW_WINDOW
+
+    try:
+        cv2.namedWindow(PREVIEW_WINDOW)
+    except cv2.error:
+        raise CorefaceError("--preview: this OpenCV has no GUI (opencv-python-headless) or there is no display") from None
+
+
+def _print_summary(console: Console, summary: dict[str, Any], profile: bool) -> None:
+    table = Table(title=f"gate stopped ({summary['stopped_by']})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = {"frames": "frames", "fps": "frames per second", "cpu_ms_per_frame": "CPU ms per frame (all threads)",
+            "faces_detected": "faces detected", "faces_judged": "faces judged", "faces_low_quality": "faces below the quality gate",
+            "bad_frames": "bad frames (skipped)"}  # fmt: skip
+    for key, label in rows.items():
+        table.add_row(label, str(summary[key]))
+    for kind, count in summary["decisions"].items():
+        table.add_row(kind, str(count), style="bold")
+    console.print(table)
+    if not profile:
+        return
+    latency = Table(title="per-stage latency per frame (ms)")
+    for column in ("stage", "p50", "p90", "p99", "max"):
+        latency.add_column(column, justify="right")
+    for stage, s in summary["latency_ms"].items():
+        latency.add_row(stage, *(f"{s[k]:.2f}" for k in ("p50", "p90", "p99", "max")))
+    console.print(latency)
+
+
+# --- threshold -------------------------------------------------------------------------------
+def threshold_command(
+    model: Path = typer.Option(..., help="Embedding model (.onnx, .engine/.plan, .pt)."),
+    far: float = typer.Option(1e-3, help="Target false-accept rate (per comparison)."),
+    data: Path = typer.Option(..., help="Aligned CFP folder (written by 'data prepare-cfp')."),
+    cfp_root: Path = typer.Option(DEFAULT_CFP_ROOT, envvar="COREFACE_CFP_ROOT", help="CFP release with the Protocol/ folder."),
+    identities: str = typer.Option("401-500", help="Evaluation identities (never trained on)."),
+    setting: str = typer.Option("FF", help="FF (frontal-frontal, what a gate sees) or FP (frontal-profile)."),
+    store: bool = typer.Option(False, "--store", help="Save it as <model>.threshold.json so 'gate' uses it by default."),
+    batch_size: int = typer.Option(64, min=1, help="Crops per embedder call."),
+    backend: Optional[str] = typer.Option(None, help="Force a backend: onnxruntime, tensorrt or torch."),
+    threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime: intra-op threads."),
+) -> None:
+    """Pick the operating threshold for a target FAR from the impostor pairs of an evaluation set."""
+    from .threshold import open_model, store_threshold, threshold_on_cfp
+
+    if setting not in ("FF", "FP"):
+        raise CorefaceError(f"--setting {setting}: choose FF or FP")
+    console = Console(stderr=True)
+    embedder, fingerprint = open_model(model, backend, **_model_options(threads))
+    chosen = threshold_on_cfp(fingerprint, embedder.embed, data, cfp_root, identities, setting, far, batch_size, console)
+    table = Table(title=f"operating threshold of {model.name} at FAR {far:g} ({setting}, identities {identities})")
+    for column in ("threshold", "FAR observed", "TAR expected", "genuine pairs", "impostor pairs"):
+        table.add_column(column, justify="right")
+    table.add_row(f"{chosen.threshold:.4f}", f"{chosen.far:.2e}", f"{chosen.tar:.4f}", str(chosen.genuine_pairs), str(chosen.impostor_pairs))
+    Console().print(table)
+    if store:
+        console.print(f"stored in {store_threshold(model, chosen)}")
+
+
+# --- report ----------------------------------------------------------------------------------
+class _ShowByDefault(TyperGroup):
+    """``report AUDIT`` means ``report show AUDIT``; ``report label ...`` labels events."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+report_app = typer.Typer(cls=_ShowByDefault, help="Trial report of an audit log (report AUDIT), or label events (report label).", no_args_is_help=True)
+
+
+@report_app.command("show")
+def report_show(
+    audit: Path = typer.Argument(..., help="Audit log written by 'gate'."),
+    labels: Optional[Path] = typer.Option(None, help="CSV event_id,wrong to import before reporting."),
+    plot: Optional[Path] = typer.Option(None, help="Write a PNG: decisions per hour and latency histogram."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
+) -> None:
+    """Decisions per day/hour, accept/reject/unknown, latency percentiles, observed FAR/FRR."""
+    from ..atomic import write_text_atomic
+    from .audit import AuditLog
+    from .report import build_report, plot_report
+
+    with AuditLog(audit, create=False) as log:
+        if labels is not None:
+            log.label_csv(labels)
+        report, totals = build_report(log)
+    console = Console()
+    counts = Table(title=f"{audit}: {report['events']} decisions in {len(report['runs'])} runs")
+    for column in ("day", "accept", "reject", "unknown"):
+        counts.add_column(column, justify="right")
+    for day, c in report["per_day"].items():
+        counts.add_row(day, *(str(c.get(k, 0)) for k in ("accept", "reject", "unknown")))
+    counts.add_row("total", *(str(report["counts"][k]) for k in ("accept", "reject", "unknown")), style="bold")
+    console.print(counts)
+    hours = Table(title="per hour")
+    for column in ("hour", "accept", "reject", "unknown"):
+        hours.add_column(column, justify="right")
+    for hour, c in report["per_hour"].items():
+        hours.add_row(hour, *(str(c.get(k, 0)) for k in ("accept", "reject", "unknown")))
+    console.print(hours)
+    latency = Table(title="latency of the deciding frames (ms)")
+    for column in ("stage", "p50", "p90", "p99", "max"):
+        latency.add_column(column, justify="right")
+    for stage, s in report["latency"].items():
+        latency.add_row(stage, *(f"{s[k]:.2f}" for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")))
+    console.print(latency)
+    lab = report["labels"]
+    rate = lambda r: "-" if r is None else f"{100 * r:.2f} %"  # noqa: E731
+    console.print(
+        f"labelled events: {lab['labelled']}; false accepts {lab['false_accepts']} of {lab['impostor_attempts']} "
+        f"impostor attempts ({rate(lab['false_accept_rate'])}); false rejects {lab['false_rejects']} of "
+        f"{lab['genuine_attempts']} genuine attempts ({rate(lab['false_reject_rate'])}); unlabelled events count as right",
+        highlight=False,
+    )
+    if json_out is not None:
+        write_text_atomic(json_out, json.dumps(report, indent=2) + "\n")
+    if plot is not None:
+        console.print(f"wrote {plot_report(report, totals, plot)}")
+
+
+@report_app.command("label")
+def report_label(
+    audit: Path = typer.Argument(..., help="Audit log written by 'gate'."),
+    event_id: int = typer.Argument(..., help="Event id (the 'id' of the JSON line / audit row)."),
+    wrong: bool = typer.Option(..., "--wrong/--right", help="The decision was wrong (or right)."),
+) -> None:
+    """Mark one decision as wrong (or right); the report turns labels into FAR / FRR."""
+    from .audit import AuditLog
+
+    with AuditLog(audit, create=False) as log:
+        log.label(event_id, wrong)
+    Console().print(f"event {event_id} labelled {'wrong' if wrong else 'right'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add enroll, gallery, gate, threshold and report to the root app."""
+    app.command("enroll")(enroll_command)
+    app.add_typer(gallery_app, name="gallery")
+    app.command("gate")(gate_command)
+    app.command("threshold")(threshold_command)
+    app.add_typer(report_app, name="report")

@@ -1,0 +1,105 @@
+"""Enrollment: collect good faces of one person (image folder or camera), embed, store.
+
+From a folder, each image contributes its best face (largest / most central) if it passes
+the quality gate; from a camera, frames are taken until ``n`` good ones were collected,
+while the console tells the person what to fix ("closer", "face the camera", "too dark").
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..errors import CorefaceError
+from .gallery import Gallery
+from .matcher import Matcher
+from .pipeline import FaceFrontEnd
+from .sources import Frame
+
+EMBED_BATCH = 32
+
+
+@dataclass
+class Collected:
+    """Good aligned faces of one person, with where each came from and why others were skipped."""
+
+    crops: list[np.ndarray] = field(default_factory=list)
+    qualities: list[dict[str, float]] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, front: FaceFrontEnd, image: np.ndarray, source: str) -> list[str]:
+        """Take the best face of ``image`` if it is good enough; returns what is wrong otherwise."""
+        faces = front.faces(image)
+        if len(faces.problems) == 0:
+            return ["no face"]
+        if faces.problems[0]:
+            return faces.problems[0]
+        self.crops.append(faces.crops[0])
+        self.qualities.append(faces.qualities[0].as_dict())
+        self.sources.append(source)
+        return []
+
+
+def from_images(front: FaceFrontEnd, files: list[Path], read: Callable[[Path], np.ndarray | None], advance: Callable[[], None]) -> Collected:
+    """The best face of every image file; unreadable / faceless / poor images are listed as skipped."""
+    got = Collected()
+    for path in files:
+        image = read(path)
+        problems = ["unreadable image"] if image is None else got.add(front, image, path.name)
+        if problems:
+            got.skipped.append((path.name, ", ".join(problems)))
+        advance()
+    return got
+
+
+def from_camera(
+    front: FaceFrontEnd,
+    frames: Iterable[Frame],
+    n: int,
+    guide: Callable[[str], None],
+    advance: Callable[[], None],
+    min_interval_s: float = 0.3,
+    timeout_s: float = 60.0,
+) -> Collected:
+    """Collect ``n`` good faces at least ``min_interval_s`` apart; tell the person what to fix."""
+    got = Collected()
+    start, last_taken, last_advice, why = time.monotonic(), float("-inf"), "", "the source ended"
+    for frame in frames:
+        now = time.monotonic()
+        if now - start > timeout_s:
+            why = f"{timeout_s:g} s passed"
+            break
+        if now - last_taken < min_interval_s:
+            continue
+        problems = got.add(front, frame.image, f"frame {frame.name}")
+        advice = ", ".join(problems) if problems else "hold still"
+        if advice != last_advice:
+            guide(advice)
+            last_advice = advice
+        if not problems:
+            last_taken = now
+            advance()
+            if len(got.crops) >= n:
+                break
+    if len(got.crops) < n:
+        raise CorefaceError(f"camera: only {len(got.crops)} of {n} good frames before {why} (last advice: {last_advice}); nothing enrolled")
+    return got
+
+
+def embed_all(front: FaceFrontEnd, crops: np.ndarray) -> np.ndarray:
+    return np.concatenate([front.embed_fn(crops[i : i + EMBED_BATCH]) for i in range(0, len(crops), EMBED_BATCH)])
+
+
+def look_alikes(gallery: Gallery, model: str, embeddings: np.ndarray, threshold: float) -> list[tuple[str, float]]:
+    """Enrolled people the new face already matches (mean of its embeddings, score >= threshold)."""
+    if not gallery.persons() or gallery.model != model:
+        return []
+    matrix = gallery.matrix(model)
+    scores = Matcher(matrix).match(embeddings.mean(axis=0, keepdims=True))
+    best = scores[0]
+    return [(matrix.names[best.person], best.score)] if best.score >= threshold else []

@@ -1,0 +1,104 @@
+"""One frame through the face front-end and the model: detect -> choose -> align -> quality -> embed.
+
+The frame is never copied or converted here: detection runs on a downscaled view
+(``detect_downscaled``), alignment samples the full-resolution frame directly, and the
+crops of all judged faces go through the model in one batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..face.alignment import align_faces
+from ..face.detector import FaceDetector, detect_downscaled
+from ..face.quality import FaceQuality, QualityThresholds, measure_quality
+from ..runtime.base import Embedder
+
+STAGES = ("detect", "align", "embed", "match")
+DETECTABLE_FACE_PX = 20.0  # YuNet finds faces down to about this width in the view it sees
+FACE_PER_EYE_DISTANCE = 2.5  # face box width / inter-ocular distance, roughly
+MIN_DETECT_SIDE = 320
+FULL_RESOLUTION = 1 << 16  # as detect_side: detect on the frame itself (enrollment: find far faces to say "closer")
+
+
+def auto_detect_side(frame_shape: tuple[int, ...], min_eye_distance: float) -> int:
+    """Smallest detector view in which the smallest face the quality gate accepts is still found.
+
+    A face with ``min_eye_distance`` between the eyes is about 2.5x that wide; the view is
+    scaled so it stays >= ``DETECTABLE_FACE_PX`` wide, never below 320 px nor above the frame.
+    """
+    longest = max(frame_shape[:2])
+    scale = DETECTABLE_FACE_PX / (FACE_PER_EYE_DISTANCE * min_eye_distance)
+    return int(min(longest, max(MIN_DETECT_SIDE, round(longest * scale))))
+
+
+@dataclass
+class Faces:
+    """The faces judged in one frame, best first (largest / most central).
+
+    boxes (K, 4) x,y,w,h and landmarks (K, 5, 2) in frame pixels; crops (K, 112, 112, 3);
+    qualities/problems per face; ``ok`` marks the faces that passed the quality gate;
+    embeddings (number of ok faces, D), in the order of the ok faces.
+    """
+
+    boxes: np.ndarray
+    landmarks: np.ndarray
+    crops: np.ndarray
+    qualities: list[FaceQuality]
+    problems: list[list[str]]
+    n_detected: int
+    embeddings: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
+
+    @property
+    def ok(self) -> list[int]:
+        return [k for k, p in enumerate(self.problems) if not p]
+
+
+class FaceFrontEnd:
+    """Detector + aligner + quality gate + embedder, for the gate loop and enrollment."""
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        embed: Embedder,
+        quality: QualityThresholds = QualityThresholds(),
+        max_faces: int = 1,
+        detect_side: int | None = None,
+    ) -> None:
+        """``detect_side``: longest side of the detector's view; None picks it per frame size
+        (:func:`auto_detect_side`): 320 for 640x480, 768 for 1080p."""
+        self.detector, self.embed_fn, self.quality = detector, embed, quality
+        self.max_faces, self.detect_side = max_faces, detect_side
+
+    def faces(self, image: np.ndarray) -> Faces:
+        """Detect, keep the ``max_faces`` best, align them from the full frame, measure quality."""
+        t0 = time.perf_counter()
+        side = self.detect_side or auto_detect_side(image.shape, self.quality.min_size)
+        found = detect_downscaled(self.detector, image, side)
+        chosen = found.select(found.order_by_size_and_centrality(image.shape)[: self.max_faces])
+        t1 = time.perf_counter()
+        crops = align_faces(image, chosen.landmarks)
+        qualities = [measure_quality(crop, lm) for crop, lm in zip(crops, chosen.landmarks)]
+        t2 = time.perf_counter()
+        return Faces(
+            boxes=chosen.boxes,
+            landmarks=chosen.landmarks,
+            crops=crops,
+            qualities=qualities,
+            problems=[self.quality.problems(q) for q in qualities],
+            n_detected=len(found),
+            timings={"detect": (t1 - t0) * 1e3, "align": (t2 - t1) * 1e3},
+        )
+
+    def judge(self, image: np.ndarray) -> Faces:
+        """``faces`` plus one batched embedding of every face that passed the quality gate."""
+        faces = self.faces(image)
+        t0 = time.perf_counter()
+        ok = faces.ok
+        faces.embeddings = self.embed_fn(faces.crops[ok]) if ok else None
+        faces.timings["embed"] = (time.perf_counter() - t0) * 1e3
+        return faces

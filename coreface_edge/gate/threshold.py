@@ -1,0 +1,144 @@
+"""The model a gate runs (its fingerprint) and its operating threshold, stored beside it.
+
+``coreface-edge threshold`` picks the threshold for a target FAR from the impostor scores
+of an evaluation set (the evaluation package's ROC and TAR@FAR) and writes
+``<model>.threshold.json``; ``gate`` and ``enroll`` read it back, refusing one that was
+computed for another model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from ..atomic import write_text_atomic
+from ..errors import CorefaceError
+from ..evaluation.metrics import roc_curve, tar_at_far
+from ..runtime.base import Embedder, EmbeddingBackend, open_backend
+
+SIDECAR_SUFFIX = ".threshold.json"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_fingerprint(path: str | Path, backend: EmbeddingBackend) -> str:
+    """The model's identity: its contract fingerprint, or the SHA-256 of the file when empty."""
+    return backend.contract.fingerprint or file_sha256(path)
+
+
+def open_model(path: str | Path, backend: str | None = None, **options: Any) -> tuple[EmbeddingBackend, str]:
+    """Open a model file with its backend; returns ``(backend, fingerprint)``."""
+    opened = open_backend(path, backend, **options)
+    return opened, model_fingerprint(path, opened)
+
+
+@dataclass(frozen=True)
+class OperatingThreshold:
+    """A threshold chosen for ``far_target`` on an evaluation set, and what it gave there."""
+
+    threshold: float
+    far_target: float
+    far: float
+    tar: float
+    genuine_pairs: int
+    impostor_pairs: int
+    fingerprint: str
+    data: str
+    created: float
+
+
+def pick_threshold(genuine: np.ndarray, impostor: np.ndarray, far_target: float) -> tuple[float, float, float]:
+    """``(threshold, far, tar)``: the lowest threshold whose FAR on these impostors is <= target.
+
+    Refuses a set with fewer than ``1 / far_target`` impostor pairs: it cannot measure that FAR.
+    """
+    if not 0 < far_target < 1:
+        raise CorefaceError(f"--far {far_target}: must be between 0 and 1")
+    needed = int(np.ceil(1 / far_target - 1e-9))
+    if np.size(impostor) < needed:
+        raise CorefaceError(f"--far {far_target:g}: {np.size(impostor)} impostor pairs cannot resolve that FAR (need >= {needed})")
+    point = tar_at_far(roc_curve(genuine, impostor), far_target)
+    return point.threshold, point.far, point.tar
+
+
+def sidecar_path(model: str | Path) -> Path:
+    return Path(str(model) + SIDECAR_SUFFIX)
+
+
+def store_threshold(model: str | Path, chosen: OperatingThreshold) -> Path:
+    path = sidecar_path(model)
+    write_text_atomic(path, json.dumps(asdict(chosen), indent=2) + "\n")
+    return path
+
+
+def load_threshold(model: str | Path, fingerprint: str) -> OperatingThreshold | None:
+    """The stored threshold for this model, None when there is none; refuses another model's."""
+    path = sidecar_path(model)
+    if not path.is_file():
+        return None
+    try:
+        chosen = OperatingThreshold(**json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
+        raise CorefaceError(f"{path}: not a threshold file ({exc}); rerun coreface-edge threshold --store") from None
+    if chosen.fingerprint != fingerprint:
+        raise CorefaceError(f"{path}: computed for model {chosen.fingerprint[:12]}, this is {fingerprint[:12]}: rerun coreface-edge threshold --store")
+    return chosen
+
+
+def resolve_threshold(model: str | Path, fingerprint: str, given: float | None) -> tuple[float, str]:
+    """``(threshold, where it came from)``: ``--threshold`` if given, else the stored one."""
+    if given is not None:
+        return given, "--threshold"
+    chosen = load_threshold(model, fingerprint)
+    if chosen is None:
+        raise CorefaceError(
+            f"{model}: no operating threshold stored; run 'coreface-edge threshold --model {model} --far 1e-3 --data ALIGNED --store' or pass --threshold"
+        )
+    return chosen.threshold, f"{sidecar_path(model).name} (FAR {chosen.far_target:g}, TAR {chosen.tar:.3f})"
+
+
+def threshold_on_cfp(
+    fingerprint: str, embedder: Embedder, data: Path, cfp_root: Path, identities: str, setting: str,
+    far_target: float, batch_size: int, console: Console,
+) -> OperatingThreshold:  # fmt: skip
+    """Embed the aligned CFP evaluation identities once and pick the threshold on ``setting`` pairs."""
+    from ..data.cfp import parse_identities
+    from ..evaluation.cfp_protocol import load_protocol
+    from ..evaluation.embedding import embed_batches, read_aligned
+    from ..evaluation.scores import exhaustive_scores
+
+    if not data.is_dir():
+        raise CorefaceError(f"{data}: not a folder (give the aligned CFP folder written by 'data prepare-cfp')")
+    protocol = load_protocol(cfp_root)
+    selected = set(parse_identities(identities))
+    frontal = [i for i in protocol.images(selected, "frontal") if (data / i.aligned_relpath).is_file()]
+    profile = [i for i in protocol.images(selected, "profile") if (data / i.aligned_relpath).is_file()] if setting == "FP" else []
+    if not frontal:
+        raise CorefaceError(f"{data}: no aligned CFP images of identities {identities} found")
+    images = frontal + profile
+    batches = read_aligned([data / i.aligned_relpath for i in images], batch_size)
+    embeddings = embed_batches(batches, len(images), embedder, console, f"embedding {len(images)} CFP images")
+    ids = np.array([i.identity for i in images])
+    n = len(frontal)
+    if setting == "FP":
+        genuine, impostor = exhaustive_scores(embeddings[:n], ids[:n], embeddings[n:], ids[n:])
+    else:
+        genuine, impostor = exhaustive_scores(embeddings, ids)
+    threshold, far, tar = pick_threshold(genuine, impostor, far_target)
+    return OperatingThreshold(
+        threshold, far_target, far, tar, int(genuine.size), int(impostor.size), fingerprint,
+        f"{data} ({setting}, identities {identities})", time.time(),
+    )  # fmt: skip

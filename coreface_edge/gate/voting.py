@@ -1,0 +1,154 @@
+"""The gate's decision logic, pure (no I/O): face tracks, temporal voting, cooldowns.
+
+Each frame brings the judged faces' boxes and matches. Faces are tied to tracks across
+frames by box IoU. Every track keeps its last ``vote_n`` votes (a person index when the
+score reached the threshold, else ``NO_MATCH``); it decides once ``vote_k`` of them agree:
+
+- ``accept``: k votes for one person, unless that person was accepted less than
+  ``cooldown_s`` ago (then the track is quietly marked as done);
+- ``reject``: k votes below threshold, and the face looks like someone enrolled (a claimed
+  badge that does not match, or a best score within ``reject_margin`` under the threshold);
+- ``unknown``: k votes below threshold from a face like no one enrolled.
+
+A track that decided stays silent for ``cooldown_s``; everything is bounded (``max_tracks``,
+``vote_n``-long deques), so memory stays flat however long the gate runs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+NO_MATCH = -1
+ACCEPT, REJECT, UNKNOWN = "accept", "reject", "unknown"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One judged face in one frame: ``box`` (x, y, w, h), best/claimed person, score, margin."""
+
+    box: tuple[float, float, float, float]
+    person: int
+    score: float
+    margin: float
+    claimed: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: str
+    track: int
+    person: int
+    score: float
+    margin: float
+    votes: int
+    face: int  # index of the observation (in this frame) that completed the vote
+
+
+@dataclass
+class _Track:
+    id: int
+    box: tuple[float, float, float, float]
+    last_seen: float
+    votes: deque = field(default_factory=deque)
+    silent_until: float = float("-inf")
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes."""
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
+    ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class VotingPolicy:
+    threshold: float
+    vote_k: int = 3
+    vote_n: int = 5
+    cooldown_s: float = 5.0
+    reject_margin: float = 0.1
+    min_iou: float = 0.3
+    track_ttl_s: float = 1.0
+    max_tracks: int = 64
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.vote_k <= self.vote_n:
+            raise ValueError(f"need 1 <= vote_k <= vote_n, got k={self.vote_k} n={self.vote_n}")
+
+
+class Decider:
+    """Feed it each frame's observations with the frame time; it returns the decisions taken."""
+
+    def __init__(self, policy: VotingPolicy) -> None:
+        self.policy = policy
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+        self._accepted_at: dict[int, float] = {}
+
+    @property
+    def n_tracks(self) -> int:
+        return len(self._tracks)
+
+    def update(self, now: float, observations: Sequence[Observation]) -> list[Decision]:
+        p = self.policy
+        self._tracks = [t for t in self._tracks if now - t.last_seen <= p.track_ttl_s]
+        self._accepted_at = {k: v for k, v in self._accepted_at.items() if now - v < p.cooldown_s}
+        decisions = []
+        for face, (obs, track) in enumerate(zip(observations, self._assign(now, observations))):
+            vote = obs.person if obs.score >= p.threshold and obs.person != NO_MATCH else NO_MATCH
+            track.votes.append((vote, obs))
+            if now < track.silent_until:
+                continue
+            decision = self._tally(now, track, face)
+            if decision is not None:
+                decisions.append(decision)
+        return decisions
+
+    def _assign(self, now: float, observations: Sequence[Observation]) -> list[_Track]:
+        """Greedy IoU matching of this frame's boxes to live tracks; new tracks for the rest."""
+        p = self.policy
+        free = list(self._tracks)
+        assigned = []
+        for obs in observations:
+            overlaps = [iou(obs.box, t.box) for t in free]
+            best = int(np.argmax(overlaps)) if overlaps else -1
+            if best >= 0 and overlaps[best] >= p.min_iou:
+                track = free.pop(best)
+            else:
+                track = _Track(self._next_id, obs.box, now, deque(maxlen=p.vote_n))
+                self._next_id += 1
+                self._tracks.append(track)
+                if len(self._tracks) > p.max_tracks:
+                    self._tracks.sort(key=lambda t: t.last_seen)
+                    self._tracks.pop(0)
+            track.box, track.last_seen = obs.box, now
+            assigned.append(track)
+        return assigned
+
+    def _tally(self, now: float, track: _Track, face: int) -> Decision | None:
+        p = self.policy
+        counts: dict[int, list[Observation]] = {}
+        for vote, obs in track.votes:
+            counts.setdefault(vote, []).append(obs)
+        vote, agreeing = max(counts.items(), key=lambda kv: len(kv[1]))
+        if len(agreeing) < p.vote_k:
+            return None
+        track.votes.clear()
+        track.silent_until = now + p.cooldown_s
+        last = agreeing[-1]
+        score = float(np.mean([o.score for o in agreeing]))
+        if vote != NO_MATCH:
+            if vote in self._accepted_at:
+                return None
+            self._accepted_at[vote] = now
+            return Decision(ACCEPT, track.id, vote, score, last.margin, len(agreeing), face)
+        if last.claimed or score >= p.threshold - p.reject_margin:
+            return Decision(REJECT, track.id, last.person, score, last.margin, len(agreeing), face)
+        return Decision(UNKNOWN, track.id, NO_MATCH, score, last.margin, len(agreeing), face)

@@ -1,0 +1,194 @@
+"""calibrate collect / quantize / fp16 end to end: real faces, real ONNX Runtime sessions, real CLI runs.
+
+The ``mobilefacenet_onnx`` fixture is the trained model when /work/models has one, else a
+random initialisation (BatchNorm statistics from real faces). A random network is far less
+quantization-friendly than a trained one (its INT8 cosine to FP32 is ~0.8, not >= 0.99), so
+without the trained model the guard runs with a looser cosine floor that still separates
+calibration on real faces from calibration on blank images (cosine ~0.1).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import FIXTURES, run_cli
+from fixtures_models import trained_artifact
+
+from coreface_edge.calibration.calibset import CalibrationSet, crop_contract, load_calibration_set, save_calibration_set
+from coreface_edge.export.onnx_meta import graph_precision
+from coreface_edge.runtime import open_backend
+
+TOLERANCE = [] if trained_artifact() is not None else ["--min-cosine", "0.6", "--max-tar-drop", "100"]
+FAST = ["--holdout-max", "80", "--speed-iterations", "2", *TOLERANCE]
+
+
+@pytest.fixture(scope="session")
+def holdout_dir(cfp_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Aligned CFP identities 401-408 (never trained on), one folder per identity."""
+    from coreface_edge.data.prepare import prepare_cfp
+
+    out = tmp_path_factory.mktemp("holdout") / "cfp112"
+    prepare_cfp(cfp_root, out, list(range(401, 409)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def collected(walkers_video: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``calibrate collect`` on the walkers clip and the committed photos, through the CLI."""
+    out = tmp_path_factory.mktemp("calib") / "calib.npz"
+    proc = run_cli("calibrate", "collect", walkers_video, FIXTURES, "-o", out, "--size", "32", "--min-faces", "16")
+    return out, proc.stdout
+
+
+@pytest.fixture(scope="session")
+def quantized_trt(mobilefacenet_onnx: Path, collected: tuple[Path, str], holdout_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("q") / "mbf_int8_trt.onnx"
+    run_cli("calibrate", "quantize", mobilefacenet_onnx, "--calib", collected[0], "--holdout", holdout_dir, "--target", "tensorrt", "-o", out, *FAST)
+    return out
+
+
+def _row(stdout: str, name: str) -> int:
+    match = re.search(rf"{re.escape(name)}\s*│\s*(\d+)", stdout)
+    assert match, stdout
+    return int(match.group(1))
+
+
+def test_collect_drops_duplicates_and_keeps_a_balanced_sample(collected: tuple[Path, str]) -> None:
+    path, stdout = collected
+    calib = load_calibration_set(path)
+    assert len(calib) == 32 and calib.crops.dtype == np.uint8 and calib.contract == crop_contract()
+    assert _row(stdout, "dropped as near-duplicates") > 0 and _row(stdout, "dropped for quality") > 0
+    assert _row(stdout, "faces seen") > _row(stdout, "candidates") >= _row(stdout, "kept") == 32
+    sources = {e["source"] for e in calib.entries}
+    assert len(sources) == 2  # the clip and the photo folder both contribute
+    video_frames = sorted(int(e["frame"]) for e in calib.entries if e["source"].endswith("walkers.mp4"))
+    assert video_frames[-1] - video_frames[0] > 50  # spread over the clip
+    assert all({"sharpness", "frontal", "size"} <= set(e["quality"]) for e in calib.entries)
+
+
+def test_collect_refuses_a_tiny_set(tmp_path: Path) -> None:
+    out = tmp_path / "tiny.npz"
+    proc = run_cli("calibrate", "collect", FIXTURES, "-o", out, check=False)
+    assert proc.returncode == 2 and not out.exists()
+    assert re.search(r"found \d faces, need at least 32", proc.stderr) and proc.stderr.count("\n") == 1
+
+
+def test_tensorrt_target_is_symmetric_qdq_and_runs_in_ort(quantized_trt: Path, holdout_dir: Path) -> None:
+    model = onnx.load(str(quantized_trt))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") > 20 and ops.count("DequantizeLinear") > ops.count("QuantizeLinear")
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)  # no int32 bias Q/DQ either
+    per_channel = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and inits.get(n.input[1], np.zeros(())).size > 1]
+    assert per_channel  # per-channel weight scales
+    backend = open_backend(quantized_trt, threads=2)
+    assert backend.contract.architecture == "mobilefacenet"
+    embeddings = backend.embed(np.stack([np.zeros((112, 112, 3), np.uint8)] * 2))
+    assert embeddings.shape == (2, 512) and np.isfinite(embeddings).all()
+    report = json.loads(quantized_trt.with_suffix(".report.json").read_text())
+    assert report["guard"]["passed"] and report["scheme"]["target"] == "tensorrt" and len(report["ranges"]) > 50
+    assert [r["batch"] for r in report["speed"]] == [1, 8]
+    assert "| TAR@FAR=0.001" in quantized_trt.with_suffix(".report.md").read_text()
+    assert quantized_trt.with_suffix(".roc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_already_quantized_model_is_refused(quantized_trt: Path, collected: tuple[Path, str], holdout_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again.onnx"
+    proc = run_cli("calibrate", "quantize", quantized_trt, "--calib", collected[0], "--holdout", holdout_dir, "-o", out, check=False)
+    assert proc.returncode == 2 and "already quantized" in proc.stderr and not out.exists()
+
+
+def _blank_set(path: Path, n: int = 32) -> Path:
+    save_calibration_set(path, CalibrationSet(np.full((n, 112, 112, 3), 128, np.uint8), [{"source": "blank", "frame": i} for i in range(n)]))
+    return path
+
+
+def test_guard_trips_on_blank_calibration_and_auto_exclude_says_it_cannot(mobilefacenet_onnx: Path, holdout_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "blank_int8.onnx"
+    calib = _blank_set(tmp_path / "blank.npz")
+    proc = run_cli("calibrate", "quantize", mobilefacenet_onnx, "--calib", calib, "--holdout", holdout_dir, "-o", out, "--auto-exclude", "--max-excluded", "1", *FAST, check=False)
+    assert proc.returncode == 2 and not out.exists(), proc.stdout + proc.stderr
+    assert "rejected by the accuracy guard: mean cosine to FP32" in proc.stderr and proc.stderr.count("\n") == 1
+    assert "auto-exclude cannot restore accuracy (1 tries)" in proc.stderr
+    report = json.loads((tmp_path / "blank_int8.report.json").read_text())
+    assert not report["guard"]["passed"] and report["guard"]["mean_cosine"] < 0.9
+    assert report["auto_exclude"].startswith("cannot restore accuracy") and len(report["exclusion_search"]) == 1
+    assert report["sensitivity"][0]["sqnr_db"] <= report["sensitivity"][-1]["sqnr_db"]
+
+
+def add_outlier_channel(src: Path, dst: Path, factor: float = 1e4) -> Path:
+    """A copy of ``src`` with one activation channel scaled up by ``factor`` and back down right after.
+
+    Two depthwise 1x1 convolutions (exact under per-channel weight quantization) around the
+    first PReLU's output: the function is unchanged in float, but the tensor between them has
+    one huge channel, so its single INT8 activation scale wipes out every other channel -- the
+    outlier-channel failure sensitivity analysis must find and leave in float.
+    """
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    prelu = next(n for n in graph.node if n.op_type == "PRelu")
+    channels = next(numpy_helper.to_array(i) for i in graph.initializer if i.name == prelu.input[1]).size
+    up = np.ones((channels, 1, 1, 1), np.float32)
+    up[0] = factor
+    graph.initializer.extend([numpy_helper.from_array(up, "outlier_up"), numpy_helper.from_array(1 / up, "outlier_down")])
+    for node in graph.node:
+        node.input[:] = ["outlier_restored" if name == prelu.output[0] else name for name in node.input]
+    at = list(graph.node).index(prelu) + 1
+    graph.node.insert(at, helper.make_node("Conv", [prelu.output[0], "outlier_up"], ["outlier_scaled"], name="outlier_up_conv", group=channels))
+    graph.node.insert(at + 1, helper.make_node("Conv", ["outlier_scaled", "outlier_down"], ["outlier_restored"], name="outlier_down_conv", group=channels))
+    onnx.save(model, str(dst))
+    return dst
+
+
+def test_auto_exclude_restores_an_outlier_layer(mobilefacenet_onnx: Path, collected: tuple[Path, str], holdout_dir: Path, tmp_path: Path) -> None:
+    from coreface_edge.calibration.guard import Tolerance
+    from coreface_edge.calibration.pipeline import QuantizeOptions, run_quantize
+
+    model = add_outlier_channel(mobilefacenet_onnx, tmp_path / "outlier.onnx")
+    fp32 = open_backend(model, threads=2)
+    faces = load_calibration_set(collected[0]).crops[:8]
+    assert np.allclose(fp32.embed(faces), open_backend(mobilefacenet_onnx).embed(faces), atol=1e-3)  # same function in float
+    floor = 0.99 if trained_artifact() is not None else 0.6
+    options = QuantizeOptions(auto_exclude=True, max_excluded_groups=2, holdout_max=80, speed_iterations=1, tolerance=Tolerance(min_mean_cosine=floor, max_tar_drop_points=100))
+    report = run_quantize(model, collected[0], holdout_dir, tmp_path / "outlier_int8.onnx", options)
+    assert report["exclusion_search"][0]["mean_cosine"] > report["guard"]["tolerance"]["min_mean_cosine"]
+    assert report["sensitivity"][0]["tensor"] == "outlier_scaled"
+    assert report["excluded_nodes"] == ["outlier_up_conv", "outlier_down_conv"] and report["guard"]["passed"]
+    assert (tmp_path / "outlier_int8.onnx").is_file()
+
+
+def test_precision_auto_measures_and_decides(mobilefacenet_onnx: Path, collected: tuple[Path, str], holdout_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "auto.onnx"
+    proc = run_cli("calibrate", "quantize", mobilefacenet_onnx, "--calib", collected[0], "--holdout", holdout_dir, "--target", "cpu", "--precision", "auto", "-o", out, *FAST)
+    report = json.loads((tmp_path / "auto.report.json").read_text())
+    assert report["chosen_precision"] in ("int8", "fp32") and "scheme: cpu on" in proc.stdout
+    assert graph_precision(onnx.load(str(out))) == report["chosen_precision"]
+    slower = min(r["int8_speedup"] for r in report["speed"]) < 1.05
+    assert ("is not faster than FP32" in report["speed_note"]) == slower
+    assert (report["chosen_precision"] == "fp32") == (slower or not report["guard"]["passed"])
+
+
+def test_calibration_for_another_contract_is_refused(mobilefacenet_onnx: Path, holdout_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "c128.npz"
+    save_calibration_set(path, CalibrationSet(np.zeros((20, 128, 128, 3), np.uint8), [{"source": "x", "frame": i} for i in range(20)], crop_contract(128)))
+    proc = run_cli("calibrate", "quantize", mobilefacenet_onnx, "--calib", path, "--holdout", holdout_dir, "-o", tmp_path / "o.onnx", check=False)
+    assert proc.returncode == 2 and "made for another input contract: size 128 (model needs 112)" in proc.stderr
+
+
+def test_fp16_parity(mobilefacenet_onnx: Path, holdout_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mbf_fp16.onnx"
+    run_cli("calibrate", "fp16", mobilefacenet_onnx, "--holdout", holdout_dir, "-o", out, "--holdout-max", "80")
+    model = onnx.load(str(out))
+    assert graph_precision(model) == "fp16"
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # FP32 I/O kept
+    report = json.loads((tmp_path / "mbf_fp16.report.json").read_text())
+    assert report["guard"]["passed"] and report["guard"]["mean_cosine"] > 0.999
+    assert (tmp_path / "mbf_fp16.roc.png").stat().st_size > 1000
