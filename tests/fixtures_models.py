@@ -1,7 +1,7 @@
 """Shared model fixtures (a pytest plugin): a MobileFaceNet backbone artefact and its FP32 ONNX.
 
-``mobilefacenet_artifact`` is the trained model under /work/models/mobilefacenet_coreface/ when
-one is there (a ``.pt`` with its ``.json`` sidecar), otherwise a seeded random initialisation
+``mobilefacenet_artifact`` is the trained model shipped in coreface_edge/assets/models/ (or the
+folder named by COREFACE_TRAINED_MOBILEFACENET) when one is there (a ``.pt`` with its ``.json`` sidecar), otherwise a seeded random initialisation
 whose BatchNorm statistics are re-estimated on real aligned faces, so its embeddings have
 realistic magnitudes. ``mobilefacenet_onnx`` is that artefact exported through
 ``coreface_edge.export.export_onnx`` (FP32, contract metadata, parity-checked).
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-TRAINED_DIR = Path(os.environ.get("COREFACE_TRAINED_MOBILEFACENET", "/work/models/mobilefacenet_coreface"))
+PACKAGED_MODELS = Path(__file__).resolve().parents[1] / "coreface_edge" / "assets" / "models"
+TRAINED_DIR = Path(os.environ.get("COREFACE_TRAINED_MOBILEFACENET", PACKAGED_MODELS))
 ARTIFACT_FORMAT = "coreface-edge-backbone/1"
 
 

@@ -1,6 +1,6 @@
 """calibrate collect / quantize / fp16 end to end: real faces, real ONNX Runtime sessions, real CLI runs.
 
-The ``mobilefacenet_onnx`` fixture is the trained model when /work/models has one, else a
+The ``mobilefacenet_onnx`` fixture is the trained model shipped in the package (tests/fixtures_models.py), else a
 random initialisation (BatchNorm statistics from real faces). A random network is far less
 quantization-friendly than a trained one (its INT8 cosine to FP32 is ~0.8, not >= 0.99), so
 without the trained model the guard runs with a looser cosine floor that still separates

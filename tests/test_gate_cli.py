@@ -221,11 +221,11 @@ def test_sigterm_stops_gracefully_and_closes_the_run(site: dict[str, Path], long
 
 @pytest.fixture(scope="session")
 def aligned_cfp(tmp_path_factory: pytest.TempPathFactory, cfp_root: Path) -> Path:
-    """Aligned 112x112 CFP of identities 441-455 (the data engineer's prepare-cfp, in-process)."""
+    """Aligned 112x112 CFP of identities 431-500, never enrolled below (prepare-cfp, in-process)."""
     from coreface_edge.data.prepare import prepare_cfp
 
     out = tmp_path_factory.mktemp("cfp112")
-    prepare_cfp(cfp_root, out, list(range(441, 456)), 0.5, 1, lambda results, total: results)
+    prepare_cfp(cfp_root, out, list(range(431, 501)), 0.5, 2, lambda results, total: results)
     return out
 
 
@@ -244,7 +244,7 @@ def test_threshold_is_picked_stored_and_used_by_default(site: dict[str, Path], a
 def trained() -> Path:
     found = trained_artifact()
     if found is None:
-        pytest.skip("needs the trained MobileFaceNet at /work/models/mobilefacenet_coreface/ (random weights cannot tell people apart)")
+        pytest.skip("needs the trained MobileFaceNet (coreface_edge/assets/models/ or COREFACE_TRAINED_MOBILEFACENET); random weights cannot tell people apart")
     return found
 
 
@@ -257,7 +257,7 @@ def test_ground_truth_with_the_trained_model(trained: Path, tmp_path: Path, cfp_
     images = cfp_root / "Data" / "Images"
     model = tmp_path / "model.onnx"
     shutil.copy(mobilefacenet_onnx, model)
-    invoke("threshold", "--model", model, "--far", "1e-4", "--data", aligned_cfp, "--cfp-root", cfp_root, "--identities", "441-455", "--store")
+    invoke("threshold", "--model", model, "--far", "1e-4", "--data", aligned_cfp, "--cfp-root", cfp_root, "--identities", "431-500", "--store")
     queries = tmp_path / "queries"
     queries.mkdir()
     for identity in range(401, 411):

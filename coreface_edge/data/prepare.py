@@ -144,16 +144,16 @@ def _align_star(args: Job) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _job_runner(workers: int, score_threshold: float) -> Iterator[Callable[[list[Job]], Iterator[dict[str, Any]]]]:
-    """Yield a ``map`` over jobs: in-process for one worker, else a forked pool.
+    """Yield a ``map`` over jobs: in-process for one worker, else a pool of spawned workers.
 
-    The pool is forked before any progress-bar thread starts; fork (not spawn) because
-    ``python -m coreface_edge`` has no ``__main__`` guard a spawned child could re-import.
+    Spawn, not fork: a caller that already runs threads (ONNX Runtime, torch, a progress bar)
+    would hand a forked child locks held by threads that do not exist there, and hang it.
     """
     if workers <= 1:
         _init_worker(score_threshold)
         yield lambda jobs: map(_align_star, jobs)
         return
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(workers, initializer=_init_pool_worker, initargs=(score_threshold,)) as pool:
         yield lambda jobs: pool.imap_unordered(_align_star, jobs, chunksize=4)
 
