@@ -33,6 +33,7 @@ app = typer.Typer(
     help="Face verification from CoReFace training to a working gate on NVIDIA Jetson.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "[default: ...]" must not be read as markup
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -16,8 +16,10 @@ def _progress(console: Console) -> Progress:
 
 
 def export_command(
-    checkpoint: Path = typer.Argument(..., help="Backbone artefact (.pt with its .json sidecar)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="ONNX file to write [default: beside the checkpoint]."),
+    checkpoint: str = typer.Argument(
+        ..., help="Backbone artefact (.pt with its .json sidecar), or a shipped model's name: mobilefacenet_coreface."
+    ),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="ONNX file to write [default: beside the checkpoint; in the working folder for a shipped model]."),
     bake_preprocess: bool = typer.Option(False, "--bake-preprocess", help="Graph takes uint8 BGR NHWC crops and normalises them itself."),
     fuse_flip: bool = typer.Option(False, "--fuse-flip", help="Graph returns embedding(crop) + embedding(mirror)."),
     l2_normalize: bool = typer.Option(False, "--l2-normalize", help="Graph returns L2-normalised embeddings."),
@@ -30,9 +32,13 @@ def export_command(
     from .onnx_export import EXPORT_STEPS, ExportOptions, default_output, export_onnx
     from .parity import load_parity_crops
 
+    from ..pretrained import resolve_checkpoint
+
+    source = resolve_checkpoint(checkpoint)
     console = Console()
     opts = ExportOptions(bake_preprocess=bake_preprocess, fuse_flip=fuse_flip, l2_normalize=l2_normalize, opset=opset)
-    output = output or default_output(checkpoint, opts)
+    if output is None:  # a shipped model's file lies in site-packages: write into the working folder
+        output = default_output(source, opts) if source == Path(checkpoint) else Path(default_output(source, opts).name)
     crops = load_parity_crops(parity_images)
     with _progress(console) as progress:
         task = progress.add_task("export", total=len(EXPORT_STEPS))
@@ -40,9 +46,9 @@ def export_command(
         def on_step(name: str) -> None:
             progress.update(task, description=name, completed=EXPORT_STEPS.index(name))
 
-        result = export_onnx(checkpoint, output, opts, crops, on_step)
+        result = export_onnx(source, output, opts, crops, on_step)
         progress.update(task, completed=len(EXPORT_STEPS))
-    table = Table(title=f"export {checkpoint.name} ({result.contract.architecture})")
+    table = Table(title=f"export {source.name} ({result.contract.architecture})")
     for column in ("file", "size", "opset", "input", "faces", "min cosine", "max abs diff", "time"):
         table.add_column(column)
     c = result.contract

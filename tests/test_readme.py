@@ -1,0 +1,53 @@
+"""The README's promises: its test command is what CI runs, and its main-job chain works."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from conftest import ROOT, run_cli
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _fenced_commands() -> list[str]:
+    return [line.strip() for block in re.findall(r"```bash\n(.*?)```", README, re.S) for line in block.splitlines() if line.strip()]
+
+
+def test_ci_runs_the_readme_test_command():
+    commands = _fenced_commands()
+    assert "python -m pytest -q" in commands
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert ci[-1].strip() == "python -m pytest -q"
+    setup = next(c for c in commands if c.startswith("python3 -m venv"))
+    assert "-e '.[train,dev]'" in setup and "pip install -q -e '.[train,dev]'" in "\n".join(ci)
+
+
+def test_main_job_chain_runs_on_real_photos(tmp_path: Path, face_photos: list[Path]):
+    """The README chain, with the webcam swapped for a folder of frames: export the shipped
+    model by name, enroll a person from photos, run the gate over other photos of her."""
+    chain = next(c for c in _fenced_commands() if c.startswith("coreface-edge export mobilefacenet_coreface"))
+    steps = [s.strip().split()[1] for s in chain.split("&&")]
+    assert steps == ["export", "enroll", "gate"]
+    run_cli("export", "mobilefacenet_coreface", "-o", "model.onnx", cwd=tmp_path)
+    photos = tmp_path / "photos" / "ada"
+    photos.mkdir(parents=True)
+    frames = tmp_path / "camera"
+    frames.mkdir()
+    for path in face_photos:
+        if path.name.startswith("cfp_401_frontal"):
+            shutil.copy(path, photos / path.name)
+        shutil.copy(path, frames / path.name)
+    run_cli("enroll", "--model", "model.onnx", "--gallery", "site.db", "--name", "Ada Lovelace", "--images", photos, cwd=tmp_path)
+    out = run_cli("gate", frames, "--model", "model.onnx", "--gallery", "site.db", "--audit", "audit.db",
+                  "--threshold", "0.5", "--vote-k", "1", "--vote-n", "1", cwd=tmp_path).stdout  # fmt: skip
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    decided = [d for d in lines if "decision" in d]
+    summary = next(d for d in lines if d.get("event") == "summary")
+    # the first frame is one of her enrollment photos: accepted as her, with a near-perfect score
+    assert decided[0]["frame"] == "cfp_401_frontal_01.jpg" and decided[0]["decision"] == "accept"
+    assert decided[0]["person"] == "Ada Lovelace" and decided[0]["score"] > 0.99
+    assert summary["frames"] == len(face_photos) and summary["stopped_by"] == "end of source"
+    assert (tmp_path / "audit.db").is_file()
