@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from coreface_edge.contract import InputContract
 from coreface_edge.errors import CorefaceError
 from coreface_edge.export.engine_sidecar import EngineInfo, check_compatible, read_sidecar, rebuild_command, sidecar_path, write_sidecar
-from coreface_edge.export.onnx_meta import graph_precision
+from coreface_edge.export.onnx_meta import asymmetric_qdq, graph_precision
 from coreface_edge.export.trt_plan import TENSORRT_MISSING, parse_version, plan_build
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -73,7 +73,15 @@ def test_graph_precision_of_real_models(mobilefacenet_onnx: Path, tmp_path: Path
     scale, zero = numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "z")
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]), helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
     qdq = helper.make_model(helper.make_graph(nodes, "qdq", [x], [y], [scale, zero]))
-    assert graph_precision(qdq) == "int8"
+    assert graph_precision(qdq) == "int8" and asymmetric_qdq(qdq) is None
+    zero.CopyFrom(numpy_helper.from_array(np.uint8(128), "z"))  # ONNX Runtime's default asymmetric UINT8
+    qdq = helper.make_model(helper.make_graph(nodes, "qdq", [x], [y], [scale, zero]))
+    assert asymmetric_qdq(qdq) == "q"
+    onnx.save(qdq, str(tmp_path / "uint8_qdq.onnx"))
+    from coreface_edge.export.tensorrt_builder import BuildOptions, build_engine
+
+    with pytest.raises(CorefaceError, match=r"uint8_qdq.onnx: Q/DQ node 'q' is asymmetric .* needs symmetric INT8 Q/DQ: quantize with `coreface-edge calibrate quantize`"):
+        build_engine(tmp_path / "uint8_qdq.onnx", tmp_path / "q.engine", BuildOptions("int8"))
 
 
 def _info(**changes: object) -> EngineInfo:
@@ -154,6 +162,10 @@ def test_bad_batch_profile_is_refused_before_tensorrt(mobilefacenet_onnx: Path, 
 
     with pytest.raises(CorefaceError, match="1 <= min <= opt <= max"):
         build_engine(mobilefacenet_onnx, tmp_path / "m.engine", BuildOptions(min_batch=8, opt_batch=4, max_batch=32))
+    with pytest.raises(CorefaceError, match="DLA has no dynamic shapes.*--min-batch 8 --opt-batch 8 --max-batch 8.*got 1/8/32"):
+        build_engine(mobilefacenet_onnx, tmp_path / "m.engine", BuildOptions(dla_core=0))
+    BuildOptions(dla_core=0, min_batch=4, opt_batch=4, max_batch=4).check()  # one batch size: accepted
+    assert not (tmp_path / "m.engine").exists()
 
 
 # ---- real TensorRT (skipped here: no machine in this workplace has TensorRT or pycuda) ----
@@ -177,7 +189,7 @@ def _build(onnx_path: Path, tmp_path: Path, precision: str) -> Path:
 
     cache = tmp_path / "timing.cache"
     result = build_engine(onnx_path, tmp_path / f"m.{precision}.engine", BuildOptions(precision, 1, 4, 8, 512, cache))
-    assert result.engine.is_file() and result.sidecar.is_file() and cache.is_file()
+    assert result.engine.is_file() and result.sidecar.is_file() and cache.is_file() and cache.stat().st_size > 100
     return result.engine
 
 
@@ -219,6 +231,7 @@ def test_engine_from_other_tensorrt_is_refused(trt_ready: None, mobilefacenet_on
 
     from coreface_edge.runtime import open_backend
 
+    (tmp_path / "timing.cache").write_bytes(b"not a timing cache")  # unreadable cache: replaced by a fresh one
     engine = _build(mobilefacenet_onnx, tmp_path, "fp32")
     write_sidecar(engine, replace(read_sidecar(engine), tensorrt_version="9.9.9"))
     with pytest.raises(CorefaceError, match="built with TensorRT 9.9.9.*rebuild it here: coreface-edge build"):

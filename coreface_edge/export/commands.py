@@ -75,7 +75,7 @@ def build_command(
     max_batch: int = typer.Option(32, "--max-batch", min=1),
     workspace_mb: int = typer.Option(1024, "--workspace-mb", min=1, help="Builder workspace memory pool limit."),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, loaded if present and saved back."),
-    dla_core: Optional[int] = typer.Option(None, "--dla-core", min=0, help="Run on this DLA core (Jetson Orin), GPU fallback on."),
+    dla_core: Optional[int] = typer.Option(None, "--dla-core", min=0, help="Run on this DLA core (Jetson Orin), GPU fallback on; DLA needs one batch size (min = opt = max)."),
 ) -> None:
     """Build a TensorRT engine (TensorRT 10 or 11) and its JSON sidecar."""
     from .tensorrt_builder import BuildOptions, build_engine

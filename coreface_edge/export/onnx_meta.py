@@ -70,6 +70,24 @@ def graph_precision(model: onnx.ModelProto) -> str:
     return "fp32"
 
 
+def asymmetric_qdq(model: onnx.ModelProto) -> str | None:
+    """Name of the first Q/DQ node with an asymmetric zero point (UINT8, or not all zero), else None.
+
+    TensorRT's explicit quantization is symmetric (zero point 0); an ONNX Runtime default
+    (asymmetric UINT8) Q/DQ model would otherwise fail deep in its parser.
+    """
+    from onnx import numpy_helper
+
+    constants = {init.name: init for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type not in QDQ_OPS or len(node.input) < 3 or not node.input[2]:
+            continue
+        zero = constants.get(node.input[2])  # a zero point computed in the graph is left to TensorRT
+        if zero is not None and (zero.data_type == onnx.TensorProto.UINT8 or numpy_helper.to_array(zero).any()):
+            return node.name or node.output[0]
+    return None
+
+
 def contract_of(model: onnx.ModelProto, source: str) -> InputContract | None:
     """The InputContract stored in ``model``'s metadata, or None for a foreign model."""
     text = read_metadata(model).get(CONTRACT_METADATA_KEY)

@@ -18,7 +18,7 @@ from ..atomic import write_bytes_atomic
 from ..contract import CROP_SIZE, InputContract
 from ..errors import CorefaceError
 from .engine_sidecar import EngineInfo, sha256_file, write_sidecar
-from .onnx_meta import contract_of, graph_precision, load_onnx
+from .onnx_meta import asymmetric_qdq, contract_of, graph_precision, load_onnx
 from .trt_plan import PYCUDA_MISSING, TENSORRT_MISSING, plan_build
 
 
@@ -39,6 +39,13 @@ class BuildOptions:
             raise CorefaceError(f"--workspace-mb must be positive, got {self.workspace_mb}")
         if self.dla_core is not None and self.dla_core < 0:
             raise CorefaceError(f"--dla-core must be >= 0, got {self.dla_core}")
+        if self.dla_core is not None and not self.min_batch == self.opt_batch == self.max_batch:
+            # TensorRT docs, "DLA Supported Layers and Restrictions": no dynamic dimensions on DLA
+            raise CorefaceError(
+                f"--dla-core: DLA has no dynamic shapes, so the batch profile must be one size "
+                f"(e.g. --min-batch {self.opt_batch} --opt-batch {self.opt_batch} --max-batch {self.opt_batch}), "
+                f"got {self.min_batch}/{self.opt_batch}/{self.max_batch}"
+            )
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,11 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     model = load_onnx(onnx_path)
     onnx_precision = graph_precision(model)
+    if onnx_precision == "int8" and (node := asymmetric_qdq(model)) is not None:
+        raise CorefaceError(
+            f"{onnx_path}: Q/DQ node {node!r} is asymmetric (UINT8 or non-zero zero point); TensorRT needs symmetric INT8 Q/DQ: "
+            "quantize with `coreface-edge calibrate quantize`"
+        )
     contract = contract_of(model, str(onnx_path)) or _foreign_contract(model, onnx_path)
     nodes = list(model.graph.node)
     batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
@@ -138,10 +150,7 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
     profile.set_shape(network.get_input(0).name, *_profile_shapes(contract, opts))
     config.add_optimization_profile(profile)
 
-    cache_bytes = opts.timing_cache.read_bytes() if opts.timing_cache and opts.timing_cache.is_file() else b""
-    if not config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=False):
-        # a cache from another TensorRT version or device: start a fresh one (saved back below)
-        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    _attach_timing_cache(config, opts.timing_cache)
 
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
@@ -169,6 +178,24 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
     )
     sidecar = write_sidecar(engine_path, info)
     return BuildResult(engine_path, sidecar, info, seconds, len(data))
+
+
+def _attach_timing_cache(config: Any, path: Path | None) -> None:
+    """Give the builder config the timing cache stored at ``path``, or a fresh one.
+
+    A cache from another TensorRT version or device is refused by ``set_timing_cache``
+    (``ignore_mismatch=False``) and an unreadable one makes ``create_timing_cache`` fail: both
+    start fresh, and the fresh cache is saved back after the build.
+    """
+    blob = path.read_bytes() if path is not None and path.is_file() else b""
+    if blob:
+        try:
+            cache = config.create_timing_cache(blob)
+        except (RuntimeError, TypeError, ValueError):
+            cache = None
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            return
+    config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
 
 
 def _foreign_contract(model: Any, onnx_path: Path) -> InputContract:

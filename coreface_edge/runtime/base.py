@@ -29,6 +29,16 @@ class EmbeddingBackend(Protocol):
         ...
 
 
+def contract_info(contract: InputContract) -> dict[str, Any]:
+    """The contract facts every backend's ``info()`` reports."""
+    return {
+        "architecture": contract.architecture or "unknown",
+        "baked_preprocess": contract.baked_preprocess,
+        "flip_fused": contract.flip_fused,
+        "l2_normalized": contract.l2_normalized,
+    }
+
+
 def open_backend(path: str | Path, backend: str | None = None, **options: Any) -> EmbeddingBackend:
     """Open a model file with the backend its type implies, or the one named by ``backend``.
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..contract import CROP_SIZE, InputContract
 from ..errors import CorefaceError
+from .base import contract_info
 
 DEVICES = ("cpu", "cuda", "tensorrt", "auto")
 _EP = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider", "cpu": "CPUExecutionProvider"}
@@ -139,8 +140,5 @@ class OnnxRuntimeBackend:
             "threads": self.threads or "default",
             "precision": self.precision,
             "file": str(self.path),
-            "architecture": self.contract.architecture or "unknown",
-            "baked_preprocess": self.contract.baked_preprocess,
-            "flip_fused": self.contract.flip_fused,
-            "l2_normalized": self.contract.l2_normalized,
+            **contract_info(self.contract),
         }

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import CorefaceError
 from ..export.engine_sidecar import check_compatible, read_sidecar
 from ..export.tensorrt_builder import gpu_identity, import_pycuda, import_tensorrt
+from .base import contract_info
 
 
 def cuda_ordinal(device: int | str) -> int:
@@ -132,8 +133,5 @@ class TensorRTBackend:
             "batch_profile": f"{meta.min_batch}/{meta.opt_batch}/{meta.max_batch}",
             "file": str(self.path),
             "source_onnx_sha256": meta.source_onnx_sha256,
-            "architecture": self.contract.architecture or "unknown",
-            "baked_preprocess": self.contract.baked_preprocess,
-            "flip_fused": self.contract.flip_fused,
-            "l2_normalized": self.contract.l2_normalized,
+            **contract_info(self.contract),
         }

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..contract import InputContract
+from .base import contract_info
 
 
 class TorchBackend:
@@ -59,8 +60,5 @@ class TorchBackend:
             "threads": self._torch.get_num_threads(),
             "precision": "fp32",
             "file": str(self.path),
-            "architecture": self.contract.architecture,
-            "baked_preprocess": False,
-            "flip_fused": self.contract.flip_fused,
-            "l2_normalized": self.contract.l2_normalized,
+            **contract_info(self.contract),
         }
