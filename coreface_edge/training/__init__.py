@@ -1,0 +1,1 @@
+"""CoReFace training: config, resumable trainer, DDP entry (``python -m coreface_edge.training``)."""

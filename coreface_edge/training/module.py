@@ -1,0 +1,63 @@
+"""The trained module: backbone + margin head + CoReFace loss, one forward per step.
+
+Single-view phase: ``project(dropout(flat, p))`` -> margin head -> cross-entropy.
+Two-view phase: two dropout masks on the same flat feature -> shared ``project`` -> e1, e2
+-> ``CoReFaceLoss``. The backbone body runs once per image in both phases.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.coreface import CoReFaceLoss, dropout_views
+from ..models.heads import build_head
+from .config import TrainConfig
+
+
+class FaceTrainModule(nn.Module):
+    """Wraps what DDP synchronises: the backbone and the loss (head weights, margin state)."""
+
+    def __init__(self, backbone: nn.Module, cfg: TrainConfig, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        head = build_head(
+            cfg.head.name,
+            embedding_size=backbone.embedding_size,
+            num_classes=num_classes,
+            scale=cfg.head.scale,
+            margin=cfg.head.margin,
+            sample_rate=cfg.head.sample_rate,
+        )
+        m = cfg.method
+        self.loss = CoReFaceLoss(
+            head,
+            ce_weight=m.ce_weight,
+            con_weight=m.con_weight,
+            scale=m.con_scale,
+            mask=m.mask,
+            protocol=m.protocol,
+            margin_momentum=m.margin_momentum,
+        )
+        self.single_dropout = m.single_dropout
+        self.two_view_dropout = m.two_view_dropout
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, two_view: bool) -> dict[str, torch.Tensor]:
+        flat = self.backbone.forward_flat(images)
+        if two_view:
+            v1, v2 = dropout_views(flat, self.two_view_dropout)
+            out = self.loss(self.backbone.project(v1), self.backbone.project(v2), labels)
+        else:
+            emb = self.backbone.project(F.dropout(flat, self.single_dropout, training=self.training))
+            ce = F.cross_entropy(self.loss.head(emb, labels), labels)
+            out = {"total": ce, "ce1": ce, "margin": self.loss.margin.value}
+        out["margin"] = torch.tensor(float(out["margin"]), device=images.device)
+        return out
+
+    def get_extra_state(self) -> dict[str, float]:
+        """The adaptive margin (a plain float) travels in ``state_dict`` for exact resume."""
+        return self.loss.margin.state_dict()
+
+    def set_extra_state(self, state: dict[str, float]) -> None:
+        self.loss.margin.load_state_dict(state)

@@ -1,0 +1,321 @@
+"""The training loop: AMP, gradient clipping on the backbone, DDP, periodic evaluation,
+atomic checkpoints with exact resume, a NaN guard, and the backbone artefact at the end."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..atomic import write_text_atomic
+from ..errors import CorefaceError
+from ..models import build_backbone, load_insightface_state_dict, save_backbone_artifact
+from . import distributed as ddp
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, set_rng_state
+from .config import TrainConfig, config_differences, dump_config
+from .data import TrainData, open_training_data
+from .evaluate import evaluate_backbone
+from .metrics_log import MetricsLog, read_metrics
+from .module import FaceTrainModule
+from .plots import plot_training_curves
+
+ARTIFACT_NAME = "backbone.pt"
+LOSS_KEYS = ("total", "ce1", "ce2", "con", "margin")
+SUMMARY_EVAL_KEYS = ("FF_acc", "FF_tar@1e-3", "FP_acc", "FP_tar@1e-3")
+
+
+@dataclass
+class TrainState:
+    """Where the run stands: the next batch to run is ``batch`` of ``epoch``; ``step`` counts all."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    sums: dict[str, float] = field(default_factory=dict)  # loss sums of the current epoch so far
+
+
+class NonFiniteLoss(CorefaceError):
+    """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    allow_config_change: bool = False,
+    console: Console | None = None,
+) -> Path | None:
+    """Run (or resume) a training job; returns the artefact path on rank 0 when it finished."""
+    info = ddp.setup(cfg.device)
+    try:
+        return Trainer(cfg, info, console or Console(stderr=True)).run(resume, allow_config_change)
+    finally:
+        ddp.teardown()
+
+
+def learning_rate(cfg: TrainConfig, world_size: int) -> float:
+    """The reference lr scaled linearly with the global batch."""
+    return cfg.optim.lr * cfg.optim.batch_size * world_size / cfg.optim.base_batch
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of the dropout masks of one step on one rank: resume and worker count never change it."""
+    return (seed * 1_000_003 + rank * 7_919 + step) % (2**63)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, info: ddp.DistInfo, console: Console) -> None:
+        self.cfg = cfg
+        self.info = info
+        self.console = console
+        self.output = Path(cfg.output)
+        self.amp_dtype = _amp_dtype(cfg.amp, info.device)
+
+    # ----------------------------------------------------------------- set-up
+    def _build(self, data: TrainData) -> None:
+        cfg, device = self.cfg, self.info.device
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        backbone = build_backbone(cfg.model.backbone, cfg.model.embedding_size, **cfg.model.options)
+        if cfg.model.init_from:
+            load_insightface_state_dict(backbone, _read_state_dict(Path(cfg.model.init_from)), source=cfg.model.init_from)
+        self.module = FaceTrainModule(backbone, cfg, data.num_classes).to(device)
+        self.backbone = self.module.backbone
+        self.optimizer = torch.optim.SGD(
+            self.module.parameters(),
+            lr=learning_rate(cfg, self.info.world_size),
+            momentum=cfg.optim.momentum,
+            weight_decay=cfg.optim.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.optim.milestones, cfg.optim.gamma)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.ddp_module: torch.nn.Module = self.module
+        if self.info.distributed:
+            self.ddp_module = torch.nn.parallel.DistributedDataParallel(
+                self.module, device_ids=[device.index] if device.type == "cuda" else None
+            )
+
+    def _restore(self, resume: bool, allow_config_change: bool, fingerprint: str) -> TrainState:
+        path = self.output / CHECKPOINT_NAME
+        if not resume:
+            if path.is_file():
+                raise CorefaceError(f"{path}: a checkpoint exists; pass --resume to continue it or choose another output")
+            return TrainState()
+        ckpt = load_checkpoint(path)
+        changed = config_differences(ckpt["config"], self.cfg.to_dict())
+        if changed and not allow_config_change:
+            raise CorefaceError(f"{path}: config differs from the checkpoint's in {', '.join(changed)} (pass --allow-config-change to resume anyway)")
+        if ckpt["data_fingerprint"] != fingerprint and not allow_config_change:
+            raise CorefaceError(f"{path}: the training data changed since this checkpoint (pass --allow-config-change to resume anyway)")
+        try:
+            self.module.load_state_dict(ckpt["module"])
+        except RuntimeError as exc:
+            raise CorefaceError(f"{path}: checkpoint does not fit this model ({str(exc).splitlines()[0]})") from None
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        return TrainState(ckpt["epoch"], ckpt["batch"], ckpt["step"], list(ckpt["history"]), dict(ckpt["sums"]))
+
+    def _checkpoint(self, state: TrainState, fingerprint: str) -> None:
+        if self.info.is_main:
+            save_checkpoint(
+                self.output / CHECKPOINT_NAME,
+                {
+                    "config": self.cfg.to_dict(),
+                    "data_fingerprint": fingerprint,
+                    "epoch": state.epoch,
+                    "batch": state.batch,
+                    "step": state.step,
+                    "history": state.history,
+                    "sums": state.sums,
+                    "module": self.module.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                },
+            )
+        ddp.barrier(self.info)
+
+    # ------------------------------------------------------------------ loop
+    def run(self, resume: bool, allow_config_change: bool) -> Path | None:
+        cfg, info = self.cfg, self.info
+        data = open_training_data(cfg.data, cfg.optim.batch_size, info.rank, info.world_size, cfg.seed, cfg.optim.steps_per_epoch)
+        self._build(data)
+        state = self._restore(resume, allow_config_change, data.fingerprint)
+        log = MetricsLog(self.output, state.step if resume else None) if info.is_main else None
+        if info.is_main:
+            write_text_atomic(self.output / "config.yaml", dump_config(cfg))
+        switch = cfg.first_two_view_epoch()
+        steps_per_epoch = data.sampler.steps_per_epoch
+        try:
+            with self._progress(steps_per_epoch * cfg.optim.epochs, state.step) as progress:
+                while state.epoch < cfg.optim.epochs:
+                    two_view = switch is not None and state.epoch >= switch
+                    sums = self._epoch(data, state, two_view, log, progress)
+                    if sums is None:  # max_steps reached mid-epoch
+                        self._checkpoint(state, data.fingerprint)
+                        return None
+                    row = {"epoch": state.epoch, "two_view": two_view, **sums}
+                    state.epoch, state.batch = state.epoch + 1, 0
+                    self.scheduler.step()
+                    if cfg.eval.every_epochs and cfg.eval.cfp_root and state.epoch % cfg.eval.every_epochs == 0:
+                        row.update(self._evaluate(state, log))
+                    state.history.append(row)
+                    self._checkpoint(state, data.fingerprint)
+                    if cfg.max_steps and state.step >= cfg.max_steps:
+                        return None
+        finally:
+            if log is not None:
+                log.close()
+        if not info.is_main:
+            return None
+        artifact = self.output / ARTIFACT_NAME
+        save_backbone_artifact(
+            self.backbone,
+            artifact,
+            {"training_config": cfg.to_dict(), "data_fingerprint": data.fingerprint, "history": state.history, "steps": state.step},
+        )
+        plot_training_curves(read_metrics(self.output / "metrics.jsonl"), self.output / "curves.png", f"{cfg.model.backbone} {cfg.method.name} ({self.output.name})")
+        self.console.print(_summary_table(state.history))
+        self.console.print(f"backbone artefact: {artifact}; curves: {self.output / 'curves.png'}")
+        return artifact
+
+    def _epoch(self, data: TrainData, state: TrainState, two_view: bool, log: MetricsLog | None, progress: Progress) -> dict[str, float] | None:
+        cfg, info, device = self.cfg, self.info, self.info.device
+        data.sampler.set_position(state.epoch, state.batch)
+        self.module.train()
+        if cfg.model.freeze_bn:
+            for layer in self.backbone.modules():
+                if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+                    layer.eval()
+        window_t, window_n = time.perf_counter(), 0
+        for images, labels in data.loader():
+            torch.manual_seed(step_seed(cfg.seed, info.rank, state.step))
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            losses = self._step(images, labels, two_view, state)
+            state.step += 1
+            state.batch += 1
+            for k, v in losses.items():
+                state.sums[k] = state.sums.get(k, 0.0) + v
+            window_n += images.shape[0] * info.world_size
+            if state.step % cfg.log_every == 0 or state.batch == data.sampler.steps_per_epoch:
+                ips = window_n / max(time.perf_counter() - window_t, 1e-9)
+                window_t, window_n = time.perf_counter(), 0
+                record = {"kind": "train", "step": state.step, "epoch": state.epoch, "lr": self.optimizer.param_groups[0]["lr"], "img_s": ips, **losses}
+                if log is not None:
+                    log.write(record)
+                progress.update(progress.task_ids[0], completed=state.step, stats=_stats_text(record))
+                if not self.console.is_terminal and info.is_main:
+                    self.console.print(_stats_text(record), highlight=False, soft_wrap=True)
+            else:
+                progress.update(progress.task_ids[0], completed=state.step)
+            if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+                self._checkpoint(state, data.fingerprint)
+            if cfg.max_steps and state.step >= cfg.max_steps and state.batch < data.sampler.steps_per_epoch:
+                return None
+        means = {k: v / max(state.batch, 1) for k, v in state.sums.items()}
+        state.sums = {}
+        return means
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, two_view: bool, state: TrainState) -> dict[str, float]:
+        autocast = torch.autocast(self.info.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+        with autocast:
+            out = self.ddp_module(images, labels, two_view)
+        keys = [k for k in LOSS_KEYS if k in out]
+        reported = ddp.mean_over_ranks(torch.stack([out[k].detach().float() for k in keys]), self.info)
+        values = dict(zip(keys, reported.tolist()))
+        if not math.isfinite(values["total"]):
+            raise NonFiniteLoss(
+                f"{self.output / CHECKPOINT_NAME}: loss became {values['total']} at step {state.step + 1} "
+                f"(epoch {state.epoch}); stopped, the last good checkpoint is kept (try a lower optim.lr)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(out["total"]).backward()
+        if self.cfg.optim.clip_grad > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), self.cfg.optim.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return values
+
+    def _evaluate(self, state: TrainState, log: MetricsLog | None) -> dict[str, float]:
+        result: dict[str, float] = {}
+        if self.info.is_main:
+            ev = self.cfg.eval
+            result = evaluate_backbone(self.backbone, ev.cfp_root, ev.aligned_dir, ev.identities, self.info.device, ev.batch_size)
+            if log is not None:
+                log.write({"kind": "eval", "step": state.step, "epoch": state.epoch, **result})
+            self.console.print(f"eval after epoch {state.epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()), highlight=False)
+        ddp.barrier(self.info)
+        return result
+
+    def _progress(self, total: int, done: int) -> Progress:
+        progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[stats]}"),
+            console=self.console,
+            disable=not (self.info.is_main and self.console.is_terminal),
+        )
+        progress.add_task("train", total=total, completed=done, stats="")
+        return progress
+
+
+def _read_state_dict(path: Path) -> Any:
+    """An arcface_torch backbone checkpoint for ``--init-from`` (a plain tensor dict)."""
+    if not path.is_file():
+        raise CorefaceError(f"{path}: --init-from checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle / zip errors of a foreign or truncated file
+        raise CorefaceError(f"{path}: not a readable torch checkpoint ({str(exc).strip().splitlines()[0][:200]})") from None
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "none" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if device.type != "cuda":
+        raise CorefaceError(f"amp={amp} needs a CUDA device (CPU training runs in fp32)")
+    return torch.float16 if amp == "fp16" else torch.bfloat16
+
+
+def _stats_text(record: dict[str, Any]) -> str:
+    parts = [f"step {record['step']}", f"{record['img_s']:.1f} img/s", f"loss {record['total']:.3f}", f"ce1 {record['ce1']:.3f}"]
+    if "ce2" in record:
+        parts += [f"ce2 {record['ce2']:.3f}", f"con {record['con']:.3f}"]
+    parts.append(f"m {record.get('margin', 0.0):.3f}")
+    return " | ".join(parts)
+
+
+def _summary_table(history: list[dict[str, Any]]) -> Table:
+    table = Table(title="training summary")
+    keys = ["epoch", "two_view", "total", "ce1", "con", "margin", *SUMMARY_EVAL_KEYS]
+    keys = [k for k in keys if any(k in row for row in history)]
+    for key in keys:
+        table.add_column(key, justify="right")
+    for row in history:
+        table.add_row(*(_fmt(row.get(k)) for k in keys))
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)

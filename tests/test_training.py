@@ -1,0 +1,242 @@
+"""Trainer tests on real aligned CFP faces (identities 001-006, aligned by ``prepare_cfp``).
+
+The training runs use a reduced MobileFaceNet (``blocks: [1, 1, 1, 1]``) at batch 16 so the
+whole file stays around a minute on 2 CPU cores; the plumbing is the same as the full model's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from coreface_edge.errors import CorefaceError
+from coreface_edge.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from coreface_edge.training.config import config_differences, load_config
+from coreface_edge.training.metrics_log import read_metrics
+from coreface_edge.training.sampler import ResumableSampler
+from coreface_edge.training.trainer import train
+
+from conftest import run_cli
+
+TINY = [
+    "model.options={blocks: [1, 1, 1, 1]}",
+    "optim.batch_size=16",
+    "optim.epochs=2",
+    "optim.milestones=[1]",
+    "optim.lr=0.2",
+    "optim.base_batch=16",
+    "data.workers=0",
+    "log_every=1",
+    "eval.every_epochs=0",
+    "threads=1",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_faces(cfp_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """84 real aligned crops of 6 identities (YuNet + ArcFace template), prepared once."""
+    from coreface_edge.data.prepare import prepare_cfp
+
+    out = tmp_path_factory.mktemp("faces") / "cfp112"
+    prepare_cfp(cfp_root, out, list(range(1, 7)))
+    return out
+
+
+def tiny_config(faces: Path, output: Path, *extra: str):
+    return load_config(None, [f"data.root={faces}", f"output={output}", *TINY, *extra])
+
+
+def losses(output: Path) -> np.ndarray:
+    return np.array([r["total"] for r in read_metrics(output / "metrics.jsonl")])
+
+
+@pytest.fixture(scope="session")
+def straight_run(tiny_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 epochs without interruption: ArcFace (p 0.4) in epoch 0, CoReFace (p 0.6) after."""
+    output = tmp_path_factory.mktemp("straight")
+    assert train(tiny_config(tiny_faces, output)) == output / "backbone.pt"
+    return output
+
+
+# ---------------------------------------------------------------- config
+def test_config_rejects_unknown_keys_and_wrong_types(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  root: x\noptim:\n  lr: fast\n")
+    with pytest.raises(CorefaceError, match=r"optim\.lr must be float, got 'fast'"):
+        load_config(cfg)
+    cfg.write_text("data:\n  root: x\n  shuffle: true\n")
+    with pytest.raises(CorefaceError, match=r"unknown key data\.shuffle"):
+        load_config(cfg)
+    with pytest.raises(CorefaceError, match=r"method\.protocol must be one of"):
+        load_config(None, ["data.root=x", "method.protocol=three-way"])
+    with pytest.raises(CorefaceError, match="expected key.sub=value"):
+        load_config(None, ["data.root=x", "optim.lr"])
+    with pytest.raises(CorefaceError, match="data.root is not set"):
+        load_config(None, [])
+
+
+def test_config_toml_and_overrides(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('seed = 3\n[data]\nroot = "faces"\n[optim]\nmilestones = [4, 8]\nlr = 1\n')
+    loaded = load_config(cfg, ["optim.epochs=9", "method.protocol=2N"])
+    assert (loaded.seed, loaded.optim.milestones, loaded.optim.lr, loaded.optim.epochs) == (3, [4, 8], 1.0, 9)
+    assert loaded.method.protocol == "2N" and loaded.first_two_view_epoch() == 4
+    assert config_differences(loaded.to_dict(), load_config(cfg).to_dict()) == ["method.protocol", "optim.epochs"]
+    cfg.write_text("seed = [\n")
+    with pytest.raises(CorefaceError, match="cannot parse"):
+        load_config(cfg)
+
+
+def test_config_errors_through_the_cli(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  root: x\nhead:\n  scale: [64]\n")
+    proc = run_cli("train", cfg, check=False)
+    assert proc.returncode == 2
+    assert "head.scale must be float" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------- sampler
+def test_sampler_ranks_split_the_single_process_global_batches() -> None:
+    single = list(ResumableSampler(50, 8, seed=4))
+    ranks = [list(ResumableSampler(50, 4, rank=r, world_size=2, seed=4)) for r in range(2)]
+    assert len(single) == 48 and all(len(r) == 24 for r in ranks)
+    for step in range(6):
+        union = ranks[0][step * 4 : step * 4 + 4] + ranks[1][step * 4 : step * 4 + 4]
+        assert sorted(union) == sorted(single[step * 8 : step * 8 + 8])
+    resumed = ResumableSampler(50, 8, seed=4)
+    resumed.set_position(0, 2)
+    assert list(resumed) == single[16:]
+    capped = ResumableSampler(50, 8, seed=4, max_steps=2)
+    assert capped.steps_per_epoch == 2 and list(capped) == single[:16]
+    assert any(flip for _, flip in single) and not any(flip for _, flip in ResumableSampler(50, 8, seed=4, flip=False))
+
+
+# ------------------------------------------------------------- bad data
+def test_bad_datasets_fail_before_training(tiny_faces: Path, tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    (one / "001").mkdir(parents=True)
+    (one / "001" / "a.jpg").write_bytes((tiny_faces / "001" / "frontal_01.jpg").read_bytes())
+    with pytest.raises(CorefaceError, match="1 identity found; training needs at least 2"):
+        train(tiny_config(one, tmp_path / "o1"))
+    (one / "002").mkdir()
+    with pytest.raises(CorefaceError, match="002: identity folder holds no images"):
+        train(tiny_config(one, tmp_path / "o2"))
+    with pytest.raises(CorefaceError, match="fewer than one global batch"):
+        train(tiny_config(tiny_faces, tmp_path / "o3", "data.identities=1-2", "optim.batch_size=64"))
+    assert not (tmp_path / "o3" / CHECKPOINT_NAME).exists()
+
+
+# -------------------------------------------------------------- training
+def test_training_lowers_the_loss_and_writes_the_artefact(straight_run: Path) -> None:
+    from coreface_edge.models import load_backbone_artifact
+
+    records = read_metrics(straight_run / "metrics.jsonl")
+    assert len(records) == 10  # 84 images // 16 = 5 steps x 2 epochs
+    assert all(np.isfinite(r["total"]) and r["img_s"] > 0 for r in records)
+    two_view = [r for r in records if "con" in r]
+    assert [r["epoch"] for r in two_view] == [1] * 5  # CoReFace from the first LR decay
+    assert two_view[-1]["margin"] != 0.0  # the adaptive margin moved
+    ce = np.array([r["ce1"] for r in records])
+    assert ce[-5:].mean() < ce[:5].mean() - 1.0, ce
+    assert (straight_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    model, meta = load_backbone_artifact(straight_run / "backbone.pt")
+    assert meta["training_config"]["method"]["name"] == "coreface" and len(meta["data_fingerprint"]) == 64
+    with torch.no_grad():
+        emb = model(torch.zeros(2, 3, 112, 112))
+    assert emb.shape == (2, 512)
+
+
+def test_kill_9_mid_epoch_then_resume_gives_the_same_losses(straight_run: Path, tiny_faces: Path, tmp_path: Path) -> None:
+    """A real ``coreface-edge train`` is killed with SIGKILL mid-epoch and resumed."""
+    output = tmp_path / "killed"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("seed: 0\n")
+    args = [sys.executable, "-m", "coreface_edge", "train", str(cfg), f"data.root={tiny_faces}", f"output={output}", *TINY, "checkpoint_every=2"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            ckpt = output / CHECKPOINT_NAME
+            if ckpt.is_file() and load_checkpoint(ckpt)["step"] >= 6:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    stopped = load_checkpoint(output / CHECKPOINT_NAME)
+    assert proc.returncode == -signal.SIGKILL and 6 <= stopped["step"] < 10 and stopped["batch"] > 0  # mid-epoch
+    run_cli("train", cfg, f"data.root={tiny_faces}", f"output={output}", *TINY, "checkpoint_every=2", "data.workers=1", "--resume")
+    np.testing.assert_allclose(losses(output), losses(straight_run), rtol=1e-5, atol=1e-5)
+
+
+def test_resume_with_a_changed_config_is_refused(straight_run: Path, tiny_faces: Path) -> None:
+    with pytest.raises(CorefaceError, match=r"config differs from the checkpoint's in optim\.lr"):
+        train(tiny_config(tiny_faces, straight_run, "optim.lr=0.3"), resume=True)
+    with pytest.raises(CorefaceError, match="a checkpoint exists; pass --resume"):
+        train(tiny_config(tiny_faces, straight_run))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_faces: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tiny_faces, tmp_path, "optim.lr=1e30", "optim.clip_grad=0.0", "checkpoint_every=1", "method.name=arcface")
+    with pytest.raises(CorefaceError, match=r"loss became (nan|inf) at step (\d+).*last good checkpoint is kept") as err:
+        train(cfg)
+    bad_step = int(err.value.args[0].split(" at step ")[1].split()[0])
+    kept = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert kept["step"] == bad_step - 1
+    assert all(torch.isfinite(v).all() for v in kept["module"].values() if isinstance(v, torch.Tensor) and v.is_floating_point())
+    assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["step"] == bad_step - 1
+
+
+def test_recordio_pack_trains_with_worker_processes(tiny_faces: Path, tmp_path: Path) -> None:
+    """The same faces packed as insightface RecordIO; 2 loader workers each open their own handle."""
+    from coreface_edge.data.imagefolder import ImageFolder
+    from coreface_edge.data.recordio import write_insightface_pack
+
+    folder = ImageFolder(tiny_faces)
+    write_insightface_pack(tmp_path / "train.rec", ((p.read_bytes(), label) for p, label in folder.samples))
+    cfg = tiny_config(tmp_path, tmp_path / "out", "data.format=recordio", "data.workers=2", "max_steps=3", "method.name=arcface")
+    assert train(cfg) is None  # stopped by max_steps, checkpoint kept
+    assert load_checkpoint(tmp_path / "out" / CHECKPOINT_NAME)["step"] == 3
+    assert np.isfinite(losses(tmp_path / "out")).all()
+    with pytest.raises(CorefaceError, match="data.identities filters ImageFolder"):
+        train(tiny_config(tmp_path, tmp_path / "out2", "data.format=recordio", "data.identities=1-3"))
+
+
+def test_init_from_an_arcface_torch_checkpoint(tiny_faces: Path, tmp_path: Path) -> None:
+    """``--init-from``: DDP-prefixed keys in the insightface layout load; another architecture is refused."""
+    from coreface_edge.models import build_backbone
+
+    donor = build_backbone("mobilefacenet", 512, blocks=[1, 1, 1, 1])
+    torch.save({f"module.{k}": v for k, v in donor.state_dict().items()}, tmp_path / "backbone.pth")
+    out = tmp_path / "ft"
+    assert train(tiny_config(tiny_faces, out, f"model.init_from={tmp_path / 'backbone.pth'}", "max_steps=1", "optim.lr=1e-12")) is None
+    loaded = load_checkpoint(out / CHECKPOINT_NAME)
+    assert loaded["config"]["model"]["init_from"].endswith("backbone.pth") and loaded["step"] == 1
+    for name, value in donor.named_parameters():  # lr 1e-12: one step leaves the donor's weights
+        torch.testing.assert_close(loaded["module"][f"backbone.{name}"], value.detach(), rtol=0, atol=1e-6)
+    torch.save(build_backbone("iresnet18").state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(CorefaceError, match="another architecture"):
+        train(tiny_config(tiny_faces, tmp_path / "bad", f"model.init_from={tmp_path / 'r18.pth'}"))
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CorefaceError, match="not a readable torch checkpoint"):
+        train(tiny_config(tiny_faces, tmp_path / "bad2", f"model.init_from={tmp_path / 'junk.pth'}"))
+
+
+def test_train_bench_reports_step_times_and_loader_throughput(tiny_faces: Path, tmp_path: Path) -> None:
+    from coreface_edge.training.bench import run_bench
+
+    result = run_bench(tiny_config(tiny_faces, tmp_path), steps=2, out=tmp_path / "bench.json")
+    assert json.loads((tmp_path / "bench.json").read_text()) == result
+    for key in ("arcface_step_s", "coreface_step_s", "arcface_step_cpu_s", "loader_img_s", "train_img_s_with_loader"):
+        assert result[key] > 0, key
+    assert result["coreface_over_arcface"] == pytest.approx(result["coreface_step_s"] / result["arcface_step_s"])
