@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,12 +20,17 @@ from typer.testing import CliRunner
 
 from coreface_edge.cli import app
 from coreface_edge.errors import CorefaceError
+from coreface_edge.gate import db
 from coreface_edge.gate.audit import AuditLog
 from coreface_edge.gate.gallery import Gallery
 
 PEOPLE = {"ann": "cfp_401_frontal_01.jpg", "bob": "cfp_402_frontal_01.jpg", "cid": "cfp_403_frontal_01.jpg"}
 OWNER = {"401": "ann", "402": "bob", "403": "cid"}  # ground truth of every fixture photo, by CFP identity
 PHOTO_GATE = ("--vote-k", "1", "--vote-n", "1", "--cooldown", "0")  # every photo is its own attempt
+# The enrolled photos themselves score ~1 (same pixels, same pipeline); a trained model's cosine
+# scores are compressed (other people's photos reach ~0.99), so only a near-1 threshold makes
+# "accept" mean "this very person" for the weak shipped model and for random weights alike.
+SITE_THRESHOLD = "0.999"
 
 
 def invoke(*args: str) -> str:
@@ -73,7 +79,7 @@ def test_gate_over_a_folder_decides_every_photo_against_ground_truth(site: dict[
     """The enrolled photos themselves must be accepted as the right person (score ~1); another
     photo may be accepted only as its owner; every decision is in the audit log."""
     audit = site["root"] / "folder_audit.db"
-    proc = run_cli("gate", site["queries"], "--model", site["model"], "--gallery", site["gallery"], "--threshold", "0.95",
+    proc = run_cli("gate", site["queries"], "--model", site["model"], "--gallery", site["gallery"], "--threshold", SITE_THRESHOLD,
                    "--audit", audit, "--snapshots", "--profile", *PHOTO_GATE)  # fmt: skip
     got = {d["frame"]: d for d in decisions(proc.stdout)}
     frontal = sorted(p.name for p in face_photos if "profile" not in p.name)
@@ -98,7 +104,7 @@ def test_gate_over_a_folder_decides_every_photo_against_ground_truth(site: dict[
 
 
 def test_badge_mode_is_one_to_one(site: dict[str, Path]):
-    out = invoke("gate", site["queries"], "--model", site["model"], "--gallery", site["gallery"], "--threshold", "0.95",
+    out = invoke("gate", site["queries"], "--model", site["model"], "--gallery", site["gallery"], "--threshold", SITE_THRESHOLD,
                  "--badge", "100", "--audit", site["root"] / "badge_audit.db", *PHOTO_GATE)  # fmt: skip
     got = {d["frame"]: d for d in decisions(out)}
     assert got[PEOPLE["ann"]]["decision"] == "accept" and got[PEOPLE["ann"]]["person"] == "ann"
@@ -107,7 +113,7 @@ def test_badge_mode_is_one_to_one(site: dict[str, Path]):
 
 
 def test_badge_from_a_reader_command(site: dict[str, Path], tmp_path: Path):
-    out = invoke("gate", site["queries"], "--model", site["model"], "--gallery", site["gallery"], "--threshold", "0.95",
+    out = invoke("gate", site["queries"], "--model", site["model"], "--gallery", site["gallery"], "--threshold", SITE_THRESHOLD,
                  "--badge-command", "echo 101", "--audit", tmp_path / "a.db", *PHOTO_GATE)  # fmt: skip
     kinds = {d["frame"]: (d["decision"], d["person"]) for d in decisions(out)}
     assert kinds[PEOPLE["bob"]] == ("accept", "bob") and kinds[PEOPLE["ann"]] == ("reject", "bob")
@@ -125,7 +131,7 @@ def test_gallery_export_import_remove_from_the_cli(site: dict[str, Path], tmp_pa
 
 def test_report_and_labels_from_the_cli(site: dict[str, Path]):
     audit = site["root"] / "report_audit.db"
-    out = invoke("gate", site["queries"], "--model", site["model"], "--gallery", site["gallery"], "--threshold", "0.95",
+    out = invoke("gate", site["queries"], "--model", site["model"], "--gallery", site["gallery"], "--threshold", SITE_THRESHOLD,
                  "--audit", audit, *PHOTO_GATE)  # fmt: skip
     accepted = [d["id"] for d in decisions(out) if d["decision"] == "accept"]
     invoke("report", "label", audit, str(accepted[0]), "--wrong")
@@ -144,7 +150,7 @@ def _one_line_error(*args: str) -> str:
     return lines[0]
 
 
-def test_bad_input_is_one_clear_line(site: dict[str, Path], tmp_path: Path):
+def test_bad_input_is_one_clear_line(site: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     gate = ("--model", site["model"], "--threshold", "0.5", "--audit", tmp_path / "a.db")
     assert "cannot open this camera source" in _one_line_error("gate", "7", "--gallery", site["gallery"], *gate)
     assert "stream is unreachable" in _one_line_error("gate", "rtsp://127.0.0.1:9/live", "--gallery", site["gallery"], *gate)
@@ -153,15 +159,33 @@ def test_bad_input_is_one_clear_line(site: dict[str, Path], tmp_path: Path):
     assert "enrolled with model ffffffffffff" in _one_line_error("gate", site["queries"], "--gallery", tmp_path / "other.db", *gate)
     Gallery(tmp_path / "empty.db", create=True).close()
     assert "gallery is empty" in _one_line_error("gate", site["queries"], "--gallery", tmp_path / "empty.db", *gate)
+    # the same one-line handler, in-process (each subprocess costs seconds of interpreter start-up)
     (tmp_path / "corrupt.db").write_bytes(b"SQLite format 3\x00" + os.urandom(4096))
-    assert "not a valid SQLite database" in _one_line_error("gallery", "list", tmp_path / "corrupt.db")
-    assert "Jetson.GPIO is not installed" in _one_line_error("gate", site["queries"], "--gallery", site["gallery"], "--gpio-pin", "7", *gate)
-    assert "--preview: this OpenCV has no GUI" in _one_line_error("gate", site["queries"], "--gallery", site["gallery"], "--preview", *gate)
+    with pytest.raises(CorefaceError, match="corrupt.db: not a valid SQLite database"):
+        invoke("gallery", "list", tmp_path / "corrupt.db")
+    with pytest.raises(CorefaceError, match="Jetson.GPIO is not installed"):
+        invoke("gate", site["queries"], "--gallery", site["gallery"], "--gpio-pin", "7", *gate)
+    with pytest.raises(CorefaceError, match="--preview: this OpenCV has no GUI"):
+        invoke("gate", site["queries"], "--gallery", site["gallery"], "--preview", *gate)
     assert not (tmp_path / "a.db").exists()  # nothing was created by the refused runs
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.2)
+    locked = tmp_path / "locked_audit.db"
+    with AuditLog(locked) as log:
+        log.start_run("cam", "m", 0.5, {})
+    holder = sqlite3.connect(locked, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another gate writing to the same audit log
+    try:
+        with pytest.raises(CorefaceError, match="locked_audit.db: database is locked by another process"):
+            invoke("gate", site["queries"], "--gallery", site["gallery"], "--model", site["model"], "--threshold", "0.5", "--audit", locked)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with AuditLog(locked, create=False) as log:
+        assert log.rows("SELECT COUNT(*) FROM runs")[0][0] == 1  # the earlier run is intact
 
 
 def _start_gate(site: dict[str, Path], folder: Path, audit: Path) -> subprocess.Popen:
-    args = ["gate", folder, "--model", site["model"], "--gallery", site["gallery"], "--threshold", "0.95", "--audit", audit, *PHOTO_GATE]
+    args = ["gate", folder, "--model", site["model"], "--gallery", site["gallery"], "--threshold", SITE_THRESHOLD, "--audit", audit, *PHOTO_GATE]
     return subprocess.Popen([sys.executable, "-m", "coreface_edge", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -221,11 +245,11 @@ def test_sigterm_stops_gracefully_and_closes_the_run(site: dict[str, Path], long
 
 @pytest.fixture(scope="session")
 def aligned_cfp(tmp_path_factory: pytest.TempPathFactory, cfp_root: Path) -> Path:
-    """Aligned 112x112 CFP of identities 431-500, never enrolled below (prepare-cfp, in-process)."""
+    """Aligned 112x112 CFP of identities 441-490, never enrolled below (prepare-cfp, in-process)."""
     from coreface_edge.data.prepare import prepare_cfp
 
     out = tmp_path_factory.mktemp("cfp112")
-    prepare_cfp(cfp_root, out, list(range(431, 501)), 0.5, 2, lambda results, total: results)
+    prepare_cfp(cfp_root, out, list(range(441, 491)), 0.5, 2, lambda results, total: results)
     return out
 
 
@@ -237,7 +261,11 @@ def test_threshold_is_picked_stored_and_used_by_default(site: dict[str, Path], a
     assert f"{stored['threshold']:.4f}" in text
     out = invoke("gate", site["queries"], "--model", site["model"], "--gallery", site["gallery"],
                  "--audit", site["root"] / "default_threshold.db", "--max-frames", "2", *PHOTO_GATE)  # fmt: skip
-    assert "model.onnx.threshold.json (FAR 0.001" in " ".join(out.split())
+    text = " ".join(out.split())
+    assert "model.onnx.threshold.json (FAR 0.001" in text
+    # strangers and enrolled people told apart on the data's own scale: 'reject' from the score at FAR 1e-2
+    assert stored["reject_threshold"] < stored["threshold"] and f"reject from {stored['reject_threshold']:.4f}" in text
+    assert "1:N over 3 people (3 embeddings) at FAR" in text  # the open-set risk grows with the gallery
 
 
 @pytest.fixture()
@@ -257,7 +285,7 @@ def test_ground_truth_with_the_trained_model(trained: Path, tmp_path: Path, cfp_
     images = cfp_root / "Data" / "Images"
     model = tmp_path / "model.onnx"
     shutil.copy(mobilefacenet_onnx, model)
-    invoke("threshold", "--model", model, "--far", "1e-4", "--data", aligned_cfp, "--cfp-root", cfp_root, "--identities", "431-500", "--store")
+    invoke("threshold", "--model", model, "--far", "1e-4", "--data", aligned_cfp, "--cfp-root", cfp_root, "--identities", "441-490", "--store")
     queries = tmp_path / "queries"
     queries.mkdir()
     for identity in range(401, 411):
@@ -284,7 +312,7 @@ def test_ground_truth_with_the_trained_model(trained: Path, tmp_path: Path, cfp_
 def test_on_accept_action_runs_and_a_failing_one_never_stops_the_gate(site: dict[str, Path], tmp_path: Path):
     log = tmp_path / "door.log"
     action = f"sh -c 'echo $COREFACE_PERSON $COREFACE_BADGE >> {log}; exit 3'"
-    out = invoke("gate", site["queries"], "--model", site["model"], "--gallery", site["gallery"], "--threshold", "0.95",
+    out = invoke("gate", site["queries"], "--model", site["model"], "--gallery", site["gallery"], "--threshold", SITE_THRESHOLD,
                  "--audit", tmp_path / "a.db", "--on-accept", action, *PHOTO_GATE)  # fmt: skip
     accepted = sorted(f"{d['person']} {d['badge']}" for d in decisions(out) if d["decision"] == "accept")
     assert sorted(log.read_text().splitlines()) == accepted and {"ann 100", "bob 101", "cid 102"} <= set(accepted)
@@ -312,7 +340,7 @@ def test_gate_and_enroll_run_without_torch(site: dict[str, Path], tmp_path: Path
         "main()\n"
     )
     enroll = ["enroll", "--model", site["model"], "--gallery", tmp_path / "g.db", "--name", "ann", "--images", site["root"] / "enroll" / "ann"]
-    gate = ["gate", site["queries"], "--model", site["model"], "--gallery", tmp_path / "g.db", "--threshold", "0.95",
+    gate = ["gate", site["queries"], "--model", site["model"], "--gallery", tmp_path / "g.db", "--threshold", SITE_THRESHOLD,
             "--audit", tmp_path / "a.db", *PHOTO_GATE]  # fmt: skip
     for args in (enroll, gate):
         proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=120)
@@ -350,14 +378,14 @@ def test_memory_stays_flat_over_many_frames(site: dict[str, Path], face_photos: 
                         log, ActionRunner([], print), BadgeReader(None, None, print), "mem", emit=lambda line: None)  # fmt: skip
         clock = itertools.count()
         frames = (Frame(i, 1000.0 + 0.04 * next(clock), image, str(i)) for i in range(10_000))
-        loop.run(frames, max_frames=60)  # warm-up: windows fill, caches settle
+        loop.run(frames, max_frames=40)  # warm-up: windows fill, caches settle
         gc.collect()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
-        loop.run(frames, max_frames=60 + 150)
+        loop.run(frames, max_frames=40 + 120)
         gc.collect()
         grown = tracemalloc.get_traced_memory()[0] - before
         tracemalloc.stop()
-    assert loop.stats.frames == 210 and loop.stats.decisions["accept"] == 210  # a decision (and audit row) per frame
+    assert loop.stats.frames == 160 and loop.stats.decisions["accept"] == 160  # a decision (and audit row) per frame
     assert loop.decider.n_tracks == 1 and all(len(w) <= 16 for w in loop.stats.latency.values())
-    assert grown < 64_000, f"{grown} bytes more after 150 frames"
+    assert grown < 64_000, f"{grown} bytes more after 120 frames"

@@ -17,7 +17,15 @@ from coreface_edge.gate.gallery import Gallery
 from coreface_edge.gate.matcher import Matcher, best_two
 from coreface_edge.gate.report import build_report, error_rates, plot_report
 from coreface_edge.gate.sources import Backoff, folder_frames, folder_images, live_frames, nvargus_pipeline, open_source, source_kind
-from coreface_edge.gate.threshold import OperatingThreshold, load_threshold, pick_threshold, store_threshold
+from coreface_edge.evaluation.scores import exhaustive_scores
+from coreface_edge.gate.threshold import (
+    OperatingThreshold,
+    impostor_pair_count,
+    load_threshold,
+    open_set_far,
+    pick_threshold,
+    store_threshold,
+)
 from coreface_edge.gate.voting import ACCEPT, NO_MATCH, REJECT, UNKNOWN, Decider, Observation, VotingPolicy, iou
 
 BOX = (100.0, 100.0, 80.0, 80.0)
@@ -162,12 +170,49 @@ def test_threshold_for_target_far_on_known_scores(tmp_path: Path):
     assert threshold == pytest.approx(0.65) and far == pytest.approx(3e-3) and tar == pytest.approx(0.8)
     with pytest.raises(CorefaceError, match="cannot resolve"):
         pick_threshold(genuine, impostor[:100], 1e-3)
+    ids, probes = [1, 1, 2, 3, 3, 3], [1, 3, 4]  # the count that refuses a too-small set before embedding
+    emb = _unit(np.random.default_rng(5), 6)
+    assert impostor_pair_count(ids) == exhaustive_scores(emb, np.array(ids))[1].size == 11
+    assert impostor_pair_count(ids, probes) == exhaustive_scores(emb, np.array(ids), emb[:3], np.array(probes))[1].size == 13
     model = tmp_path / "m.onnx"
     model.write_bytes(b"x")
     store_threshold(model, OperatingThreshold(0.7, 3e-3, far, tar, 5, 1000, "fp-a", "scores", 0.0))
     assert load_threshold(model, "fp-a").threshold == 0.7
     with pytest.raises(CorefaceError, match="computed for model"):
         load_threshold(model, "fp-b")
+
+
+def test_open_set_false_accepts_grow_with_the_gallery():
+    assert open_set_far(1e-3, 1) == pytest.approx(1e-3)
+    assert open_set_far(1e-3, 300) == pytest.approx(1 - 0.999**300)  # 100 people x 3 photos: ~26 %
+    assert open_set_far(1e-6, 100_000) == pytest.approx(0.0952, abs=1e-4)
+    assert open_set_far(1.0, 5) == 1.0 and open_set_far(0.0, 10**6) == 0.0
+
+
+def test_a_signal_while_waiting_for_a_frame_stops_at_once(tmp_path: Path):
+    """A dropped camera's back-off sleeps for up to 30 s: SIGTERM must not wait for it."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from coreface_edge.gate.actions import ActionRunner
+    from coreface_edge.gate.loop import GateLoop
+
+    def stalled_source():
+        time.sleep(30)  # as live_frames sleeps between reopen attempts
+        yield from ()
+
+    with AuditLog(tmp_path / "audit.db") as log:
+        log.start_run("cam", "m", 0.5, {})
+        loop = GateLoop(None, None, None, log, ActionRunner([], print), None, "cam", emit=lambda line: None)  # type: ignore[arg-type]
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+        start = time.monotonic()
+        timer.start()
+        stats = loop.run(stalled_source())
+        assert time.monotonic() - start < 5 and stats.stopped_by == "SIGTERM"
+        assert log.rows("SELECT stopped FROM runs")[0][0] is not None  # the run was closed
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
 
 # --- gallery file ------------------------------------------------------------------------------
@@ -380,3 +425,32 @@ def test_camera_enrollment_guides_the_person_until_enough_good_frames(tmp_path: 
     assert (source.kind, source.total) == ("video", 7)
     with pytest.raises(CorefaceError, match="only 4 of 9 good frames"):
         from_camera(front, source.frames, 9, advice.append, lambda: None, min_interval_s=0.0)
+
+
+def test_a_bad_frame_is_counted_and_the_loop_goes_on(tmp_path: Path, face_photos: list[Path]):
+    """A frame the detector cannot take (empty image) is a ``bad_frame`` event, not a stop."""
+    import json
+
+    from coreface_edge.face.detector import YuNetDetector
+    from coreface_edge.gate.actions import ActionRunner
+    from coreface_edge.gate.loop import BadgeReader, GateLoop
+    from coreface_edge.gate.pipeline import FaceFrontEnd
+    from coreface_edge.gate.sources import Frame
+
+    with Gallery(tmp_path / "g.db", create=True) as g:
+        g.add_person("ann", _unit(np.random.default_rng(6), 1), "m")
+        matrix = g.matrix("m")
+    embed = lambda crops: crops.reshape(len(crops), -1)[:, :16].astype(np.float32) + 1.0  # noqa: E731 - not under test
+    lines: list[str] = []
+    good = cv2.imread(str(face_photos[0]))
+    frames = [Frame(0, 0.0, np.zeros((0, 0, 3), np.uint8), "empty"), Frame(1, 0.1, good, "good")]
+    with AuditLog(tmp_path / "audit.db") as log:
+        log.start_run("cam", "m", -1.0, {})
+        loop = GateLoop(FaceFrontEnd(YuNetDetector(), embed), Matcher(matrix), Decider(VotingPolicy(-1.0, 1, 1, 0.0)), log,
+                        ActionRunner([], print), BadgeReader(None, None, print), "cam", emit=lines.append)  # fmt: skip
+        stats = loop.run(frames)
+        stored = log.rows("SELECT frame, decision FROM events")
+    events = [json.loads(line) for line in lines]
+    assert stats.frames == 2 and stats.bad_frames == 1 and stats.stopped_by == "end of source"
+    assert events[0]["event"] == "bad_frame" and "frame empty" in events[0]["detail"]
+    assert stored == [("good", ACCEPT)] and events[1]["decision"] == ACCEPT

@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from ..errors import CorefaceError
 
 DEFAULT_CFP_ROOT = Path("../shared/data/cfp")
+DEFAULT_REJECT_MARGIN = 0.1
 
 
 def _model_options(threads: Optional[int]) -> dict[str, Any]:
@@ -185,7 +186,7 @@ def gate_command(
     vote_k: int = typer.Option(3, min=1, help="Accept when k of the last n frames of a face agree."),
     vote_n: int = typer.Option(5, min=1, help="Voting window (frames)."),
     cooldown: float = typer.Option(5.0, min=0.0, help="Seconds before the same person (or face track) is decided again."),
-    reject_margin: float = typer.Option(0.1, min=0.0, help="Below threshold by less than this: 'reject' (looks enrolled), else 'unknown'."),
+    reject_margin: Optional[float] = typer.Option(None, min=0.0, help="Below threshold by less than this: 'reject' (looks enrolled), else 'unknown' [default: down to the stored score at 10x its FAR; 0.1 with --threshold]."),
     max_faces: int = typer.Option(1, min=1, help="Faces judged per frame (largest / most central first)."),
     audit: Path = typer.Option(Path("audit.db"), help="Audit log SQLite file (created if missing)."),
     camera_name: Optional[str] = typer.Option(None, help="Camera name in the audit log [default: SOURCE]."),
@@ -221,7 +222,9 @@ def gate_command(
         matrix = store.matrix(fingerprint)
     if badge:
         matrix.index_of_badge(badge)
-    accept_at, origin = resolve_threshold(model, fingerprint, threshold)
+    accept_at, origin, stored = resolve_threshold(model, fingerprint, threshold)
+    if reject_margin is None:
+        reject_margin = accept_at - stored.reject_threshold if stored and stored.reject_threshold is not None else DEFAULT_REJECT_MARGIN
     if preview:
         _check_display()
     actions = [CommandAction(on_accept, action_timeout)] if on_accept else []
@@ -246,17 +249,33 @@ def gate_command(
         )
         log.start_run(camera, fingerprint, accept_at, {
             "source": source, "kind": opened.kind, "model": str(model), "threshold_from": origin, "vote": [vote_k, vote_n],
-            "cooldown_s": cooldown, "max_faces": max_faces, "mode": "1:1" if badge or badge_command else "1:N",
+            "cooldown_s": cooldown, "reject_margin": reject_margin, "max_faces": max_faces, "mode": "1:1" if badge or badge_command else "1:N",
             "people": len(matrix), "matcher": loop.matcher.engine, "backend": embedder.info(),
         })  # fmt: skip
         console.print(f"gate on {camera} ({opened.kind}): {len(matrix)} people, threshold {accept_at:.4f} from {origin}, "
-                      f"vote {vote_k}/{vote_n}, audit {audit}", highlight=False)  # fmt: skip
+                      f"reject from {accept_at - reject_margin:.4f}, vote {vote_k}/{vote_n}, audit {audit}", highlight=False)  # fmt: skip
+        if stored is not None and not (badge or badge_command):
+            _warn_open_set(console, stored.far, len(matrix), len(matrix.embeddings))
         frames = opened.frames
         if opened.total:  # a file: show how far through it the gate is
             frames = _advancing(frames, advancer(progress, progress.add_task(f"gate on {Path(source).name}", total=opened.total)))
         summary = loop.run(frames, max_frames).summary()
     emit(json.dumps({"event": "summary", "camera": camera, **summary}))
     _print_summary(console, summary, profile)
+
+
+def _warn_open_set(console: Console, far: float, people: int, comparisons: int) -> None:
+    """1:N: a stranger is compared with every enrolled embedding, so false matches add up."""
+    from .threshold import open_set_far
+
+    risk = open_set_far(far, comparisons)
+    style = "bold yellow" if risk >= 0.01 else "dim"
+    console.print(
+        f"[{style}]1:N over {people} people ({comparisons} embeddings) at FAR {far:.1e} per comparison: a stranger's face "
+        f"matches someone in about {100 * risk:.2g} % of judged frames (voting lowers it less than k-fold, frames are alike); "
+        f"pick a stricter --far for larger galleries or use --badge[/]",
+        highlight=False,
+    )
 
 
 def _advancing(frames: Iterable[Any], advance: Callable[[int], None]) -> Iterator[Any]:
@@ -312,7 +331,7 @@ def threshold_command(
     threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime: intra-op threads."),
 ) -> None:
     """Pick the operating threshold for a target FAR from the impostor pairs of an evaluation set."""
-    from .threshold import open_model, store_threshold, threshold_on_cfp
+    from .threshold import REJECT_FAR_FACTOR, open_model, store_threshold, threshold_on_cfp
 
     if setting not in ("FF", "FP"):
         raise CorefaceError(f"--setting {setting}: choose FF or FP")
@@ -320,9 +339,10 @@ def threshold_command(
     embedder, fingerprint = open_model(model, backend, **_model_options(threads))
     chosen = threshold_on_cfp(fingerprint, embedder.embed, data, cfp_root, identities, setting, far, batch_size, console)
     table = Table(title=f"operating threshold of {model.name} at FAR {far:g} ({setting}, identities {identities})")
-    for column in ("threshold", "FAR observed", "TAR expected", "genuine pairs", "impostor pairs"):
+    for column in ("threshold", "FAR observed", "TAR expected", f"reject from (FAR {min(REJECT_FAR_FACTOR * far, 1):g})", "genuine pairs", "impostor pairs"):
         table.add_column(column, justify="right")
-    table.add_row(f"{chosen.threshold:.4f}", f"{chosen.far:.2e}", f"{chosen.tar:.4f}", str(chosen.genuine_pairs), str(chosen.impostor_pairs))
+    table.add_row(f"{chosen.threshold:.4f}", f"{chosen.far:.2e}", f"{chosen.tar:.4f}", f"{chosen.reject_threshold:.4f}",
+                  str(chosen.genuine_pairs), str(chosen.impostor_pairs))  # fmt: skip
     Console().print(table)
     if store:
         console.print(f"stored in {store_threshold(model, chosen)}")

@@ -309,8 +309,8 @@ def read_people(source: str | Path) -> tuple[str, dict[str, dict[str, Any]]]:
                 meta = json.loads(npz["meta"].tobytes().decode())
                 vectors = list(npz["embeddings"])
                 crops = {k: npz[k].tobytes() for k in npz.files if k.startswith("crop_")}
-        except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
-            raise CorefaceError(f"{source}: not a gallery bundle or gallery file ({exc})") from None
+        except (ValueError, KeyError, OSError, json.JSONDecodeError):
+            raise CorefaceError(f"{source}: not a gallery bundle (.npz from 'gallery export') or gallery file") from None
         if meta.get("format") != BUNDLE_FORMAT or len(meta["rows"]) != len(vectors):
             raise CorefaceError(f"{source}: not a {BUNDLE_FORMAT} file")
         model = meta["model"]

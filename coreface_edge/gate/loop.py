@@ -108,11 +108,21 @@ class GateStats:
         }
 
 
+class Stopped(Exception):
+    """Raised by a signal that arrives while the loop waits for a frame."""
+
+
 class StopFlag:
-    """Set by SIGINT/SIGTERM; the loop checks it between frames."""
+    """Set by SIGINT/SIGTERM; the loop checks it between frames.
+
+    During a frame the signal only sets ``reason`` (the frame in flight is finished and
+    committed); while the loop waits for a frame (``waiting``: a dropped camera's back-off can
+    sleep for 30 s) it raises :class:`Stopped` at once, so a stop is never delayed by the source.
+    """
 
     def __init__(self) -> None:
         self.reason: str | None = None
+        self.waiting = False
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> "StopFlag":
@@ -125,6 +135,8 @@ class StopFlag:
 
     def _handle(self, signum: int, _frame: object) -> None:
         self.reason = signal.Signals(signum).name
+        if self.waiting:
+            raise Stopped(self.reason)
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
@@ -260,7 +272,11 @@ class GateLoop:
             try:
                 while max_frames is None or stats.frames < max_frames:
                     t0 = time.perf_counter()
-                    frame = next(iterator, None)
+                    stop.waiting = True
+                    try:
+                        frame = next(iterator, None)
+                    finally:
+                        stop.waiting = False
                     if frame is None:
                         break
                     stats.latency["read"].append((time.perf_counter() - t0) * 1e3)
@@ -279,6 +295,8 @@ class GateLoop:
                         break
                 else:
                     stats.stopped_by = f"--max-frames {max_frames}"
+            except Stopped as stopped:
+                stats.stopped_by = str(stopped)
             except KeyboardInterrupt:
                 stats.stopped_by = "preview closed" if self.preview else "SIGINT"
             finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from ..evaluation.metrics import roc_curve, tar_at_far
 from ..runtime.base import Embedder, EmbeddingBackend, open_backend
 
 SIDECAR_SUFFIX = ".threshold.json"
+REJECT_FAR_FACTOR = 10.0  # 'reject' (looks enrolled) from the score a stranger reaches 10x as often as the accept one
 
 
 def file_sha256(path: str | Path) -> str:
@@ -58,6 +60,22 @@ class OperatingThreshold:
     fingerprint: str
     data: str
     created: float
+    reject_threshold: float | None = None  # threshold at FAR ``REJECT_FAR_FACTOR * far_target``
+
+
+def open_set_far(far: float, comparisons: int) -> float:
+    """Chance that a stranger scores at or above the threshold against *any* of ``comparisons``
+    gallery embeddings (1:N), from the per-comparison ``far``, pairs taken as independent."""
+    return 1.0 if far >= 1 else float(-np.expm1(comparisons * np.log1p(-far)))
+
+
+def check_far(far_target: float, impostor_pairs: int) -> None:
+    """Refuse a FAR outside (0, 1) or one that ``impostor_pairs`` pairs cannot measure."""
+    if not 0 < far_target < 1:
+        raise CorefaceError(f"--far {far_target}: must be between 0 and 1")
+    needed = int(np.ceil(1 / far_target - 1e-9))
+    if impostor_pairs < needed:
+        raise CorefaceError(f"--far {far_target:g}: {impostor_pairs} impostor pairs cannot resolve that FAR (need >= {needed})")
 
 
 def pick_threshold(genuine: np.ndarray, impostor: np.ndarray, far_target: float) -> tuple[float, float, float]:
@@ -65,11 +83,7 @@ def pick_threshold(genuine: np.ndarray, impostor: np.ndarray, far_target: float)
 
     Refuses a set with fewer than ``1 / far_target`` impostor pairs: it cannot measure that FAR.
     """
-    if not 0 < far_target < 1:
-        raise CorefaceError(f"--far {far_target}: must be between 0 and 1")
-    needed = int(np.ceil(1 / far_target - 1e-9))
-    if np.size(impostor) < needed:
-        raise CorefaceError(f"--far {far_target:g}: {np.size(impostor)} impostor pairs cannot resolve that FAR (need >= {needed})")
+    check_far(far_target, np.size(impostor))
     point = tar_at_far(roc_curve(genuine, impostor), far_target)
     return point.threshold, point.far, point.tar
 
@@ -98,16 +112,27 @@ def load_threshold(model: str | Path, fingerprint: str) -> OperatingThreshold | 
     return chosen
 
 
-def resolve_threshold(model: str | Path, fingerprint: str, given: float | None) -> tuple[float, str]:
-    """``(threshold, where it came from)``: ``--threshold`` if given, else the stored one."""
+def resolve_threshold(model: str | Path, fingerprint: str, given: float | None) -> tuple[float, str, OperatingThreshold | None]:
+    """``(threshold, where it came from, the stored operating point or None)``: ``--threshold``
+    if given, else the stored one."""
     if given is not None:
-        return given, "--threshold"
+        return given, "--threshold", None
     chosen = load_threshold(model, fingerprint)
     if chosen is None:
         raise CorefaceError(
             f"{model}: no operating threshold stored; run 'coreface-edge threshold --model {model} --far 1e-3 --data ALIGNED --store' or pass --threshold"
         )
-    return chosen.threshold, f"{sidecar_path(model).name} (FAR {chosen.far_target:g}, TAR {chosen.tar:.3f})"
+    return chosen.threshold, f"{sidecar_path(model).name} (FAR {chosen.far_target:g}, TAR {chosen.tar:.3f})", chosen
+
+
+def impostor_pair_count(ids: list, probe_ids: list | None = None) -> int:
+    """Impostor pairs among ``ids`` (all pairs), or between ``ids`` and ``probe_ids``: known before embedding."""
+    counts = Counter(ids)
+    if probe_ids is None:
+        n = len(ids)
+        return n * (n - 1) // 2 - sum(c * (c - 1) // 2 for c in counts.values())
+    probes = Counter(probe_ids)
+    return len(ids) * len(probe_ids) - sum(c * probes[k] for k, c in counts.items())
 
 
 def threshold_on_cfp(
@@ -129,6 +154,7 @@ def threshold_on_cfp(
     if not frontal:
         raise CorefaceError(f"{data}: no aligned CFP images of identities {identities} found")
     images = frontal + profile
+    check_far(far_target, impostor_pair_count([i.identity for i in frontal], [i.identity for i in profile] if setting == "FP" else None))
     batches = read_aligned([data / i.aligned_relpath for i in images], batch_size)
     embeddings = embed_batches(batches, len(images), embedder, console, f"embedding {len(images)} CFP images")
     ids = np.array([i.identity for i in images])
@@ -138,7 +164,8 @@ def threshold_on_cfp(
     else:
         genuine, impostor = exhaustive_scores(embeddings, ids)
     threshold, far, tar = pick_threshold(genuine, impostor, far_target)
+    reject = tar_at_far(roc_curve(genuine, impostor), min(REJECT_FAR_FACTOR * far_target, 1.0)).threshold
     return OperatingThreshold(
         threshold, far_target, far, tar, int(genuine.size), int(impostor.size), fingerprint,
-        f"{data} ({setting}, identities {identities})", time.time(),
+        f"{data} ({setting}, identities {identities})", time.time(), reject,
     )  # fmt: skip
