@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from coreface_edge.calibration.calibset import CalibrationSet, load_calibration_set, save_calibration_set
 from coreface_edge.calibration.collect import DuplicateFilter, balanced_indices
 from coreface_edge.calibration.guard import check_pairs, judge
-from coreface_edge.calibration.scheme import S8_TO_U8, choose_scheme, cpu_isa
+from coreface_edge.calibration.scheme import S8_TO_U8, choose_scheme, cpu_isa, host_isa
 from coreface_edge.calibration.sensitivity import TensorSensitivity, channel_sqnr_db, search_exclusions, sqnr_db
 from coreface_edge.contract import InputContract
 from coreface_edge.errors import CorefaceError
@@ -49,6 +52,21 @@ def test_scheme_follows_the_isa() -> None:
     assert choose_scheme("tensorrt", "vnni").check_disabled_optimizers == ()
     with pytest.raises(CorefaceError, match="unknown target"):
         choose_scheme("gpu", "avx2")
+
+
+ZEN3 = "model name\t: AMD EPYC 7B13 64-Core Processor\nflags\t\t: fpu sse4_2 avx avx2 fma f16c\n"
+ZEN4 = "model name\t: AMD EPYC 9B14 96-Core Processor\nflags\t\t: fpu sse4_2 avx avx2 fma f16c avx512f avx512_vnni avx512_bf16\n"
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 cpuinfo parsing")
+def test_host_isa_reads_cpuinfo_of_both_cpu_kinds(tmp_path: Path) -> None:
+    for text, isa in ((ZEN3, "avx2"), (ZEN4, "vnni")):
+        (tmp_path / "cpuinfo").write_text(text)
+        assert host_isa(tmp_path / "cpuinfo") == isa
+    assert choose_scheme("cpu", host_isa(tmp_path / "cpuinfo")).reason.startswith("VNNI accumulates")
+    this_cpu = host_isa()  # this machine: VNNI exactly when /proc/cpuinfo lists a VNNI flag
+    flags = Path("/proc/cpuinfo").read_text().split()
+    assert this_cpu == ("vnni" if {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags) else "avx2")
 
 
 def _embeddings(n_ids: int = 20, per_id: int = 4, dim: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

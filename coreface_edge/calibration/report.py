@@ -56,7 +56,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     for key, label in (("method", "Calibration method"), ("scheme", "Scheme")):
         if key in report:
             value = report[key]
-            lines.append(f"- {label}: {value['target'] + ' (' + value['reason'] + ')' if isinstance(value, dict) else value}")
+            lines.append(f"- {label}: {value['target'] + ' on ' + value['isa'] + ' (' + value['reason'] + ')' if isinstance(value, dict) else value}")
     if "calibration" in report:
         c = report["calibration"]
         lines.append(f"- Calibration set: `{c['file']}`, {c['faces']} faces from {c['sources']} source(s)")

@@ -204,9 +204,10 @@ def profile_pipeline(
             camera=source,
             emit=clock.timed("log", discard),
         )
-        kind, frames = open_source(source, on_event=loop.event)
+        opened = open_source(source, on_event=loop.event)
+        kind = opened.kind
         audit.start_run(source, fingerprint, threshold, {"profile": True, "source": source, "kind": kind, "model": str(model)})
-        stats = loop.run(timer.wrap(frames), options.max_frames)
+        stats = loop.run(timer.wrap(opened.frames), options.max_frames)
     summary = {
         "source": source,
         "source_kind": kind,
