@@ -17,20 +17,25 @@ from rich.markup import escape
 from . import __version__
 from .errors import CorefaceError
 
-COMMAND_MODULES = (
+COMMAND_MODULES = (  # in the order of the job: data -> train -> evaluate -> deploy -> run -> measure
     "coreface_edge.data.commands",
-    "coreface_edge.evaluation.commands",
-    "coreface_edge.models.commands",
-    "coreface_edge.gate.commands",
     "coreface_edge.training.commands",
-    "coreface_edge.profiling.commands",
-    "coreface_edge.calibration.commands",
+    "coreface_edge.models.commands",
+    "coreface_edge.evaluation.commands",
     "coreface_edge.export.commands",
+    "coreface_edge.calibration.commands",
+    "coreface_edge.gate.commands",
+    "coreface_edge.profiling.commands",
 )
+
+JOBS = """Jobs, in order: data (prepare-cfp, info, pack-rec) -> train, train-bench, models ->
+eval -> export, build (TensorRT) -> calibrate (collect, quantize, fp16) -> enroll, gallery,
+threshold, gate, report -> profile, benchmark."""
 
 app = typer.Typer(
     name="coreface-edge",
     help="Face verification from CoReFace training to a working gate on NVIDIA Jetson.",
+    epilog=JOBS,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help texts are plain: "[default: ...]" must not be read as markup
