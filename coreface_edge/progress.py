@@ -10,10 +10,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 T = TypeVar("T")
 
 
-def progress_bar(console: Console | None = None) -> Progress:
-    """A rich progress bar: description, bar, done/total, elapsed and remaining time."""
+def progress_bar(console: Console | None = None, auto_refresh: bool = True, transient: bool = False) -> Progress:
+    """A rich progress bar: description, bar, done/total, elapsed and remaining time.
+
+    ``auto_refresh=False`` drops the refresh thread (for timing loops, which redraw it
+    themselves); ``transient`` clears the bar when it ends.
+    """
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    return Progress(*columns, console=console)
+    return Progress(*columns, console=console, auto_refresh=auto_refresh, transient=transient)
 
 
 def track(items: Iterable[T], total: int, label: str, console: Console | None = None) -> Iterator[T]:

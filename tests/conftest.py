@@ -32,6 +32,16 @@ def cfp_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_faces(cfp_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """84 real aligned crops of 6 identities (YuNet + ArcFace template), prepared once."""
+    from coreface_edge.data.prepare import prepare_cfp
+
+    out = tmp_path_factory.mktemp("faces") / "cfp112"
+    prepare_cfp(cfp_root, out, list(range(1, 7)))
+    return out
+
+
+@pytest.fixture(scope="session")
 def walkers_video() -> Path:
     if not WALKERS.is_file():
         pytest.skip(f"walkers video not found at {WALKERS} (needs ../shared/data/video)")

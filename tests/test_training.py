@@ -41,16 +41,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="session")
-def tiny_faces(cfp_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """84 real aligned crops of 6 identities (YuNet + ArcFace template), prepared once."""
-    from coreface_edge.data.prepare import prepare_cfp
-
-    out = tmp_path_factory.mktemp("faces") / "cfp112"
-    prepare_cfp(cfp_root, out, list(range(1, 7)))
-    return out
-
-
 def tiny_config(faces: Path, output: Path, *extra: str):
     return load_config(None, [f"data.root={faces}", f"output={output}", *TINY, *extra])
 

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from coreface_edge.training.metrics_log import read_metrics
 
@@ -40,22 +39,13 @@ COMMON = [
 ]
 
 
-@pytest.fixture(scope="module")
-def faces(cfp_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from coreface_edge.data.prepare import prepare_cfp
-
-    out = tmp_path_factory.mktemp("ddp_faces") / "cfp112"
-    prepare_cfp(cfp_root, out, list(range(1, 6)))
-    return out
-
-
-def test_two_gloo_processes_follow_the_single_process_trajectory(faces: Path, tmp_path: Path) -> None:
+def test_two_gloo_processes_follow_the_single_process_trajectory(tiny_faces: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("seed: 0\n")
     single, double = tmp_path / "single", tmp_path / "double"
-    run_cli("train", cfg, f"data.root={faces}", f"output={single}", "optim.batch_size=16", *COMMON)
+    run_cli("train", cfg, f"data.root={tiny_faces}", f"output={single}", "optim.batch_size=16", *COMMON)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m", "coreface_edge.training"]
-    proc = subprocess.run([*cmd, str(cfg), f"data.root={faces}", f"output={double}", "optim.batch_size=8", *COMMON], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*cmd, str(cfg), f"data.root={tiny_faces}", f"output={double}", "optim.batch_size=8", *COMMON], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     one = np.array([r["total"] for r in read_metrics(single / "metrics.jsonl")])
     two = np.array([r["total"] for r in read_metrics(double / "metrics.jsonl")])

@@ -7,8 +7,9 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from ..progress import progress_bar
 
 console = Console()
 
@@ -36,8 +37,7 @@ def collect_command(
     found = find_sources([str(s) for s in sources])
     thresholds = QualityThresholds(min_size=min_size, min_sharpness=min_sharpness, min_frontal=min_frontal)
     total = sum(-(-s.frame_count() // frame_step) for s in found)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar:
+    with progress_bar(console) as bar:
         task = bar.add_task("detecting faces", total=total or None)
         calib, stats = collect_calibration_set(
             found, YuNetDetector(), size, thresholds, duplicate_threshold, frame_step, on_frame=lambda _: bar.advance(task)

@@ -75,6 +75,12 @@ def aligned_relpath(identity: int, kind: str, number: int) -> str:
     return f"{identity:03d}/{kind}_{number:02d}.jpg"
 
 
+def check_aligned_folder(folder: Path) -> None:
+    """One-line error unless ``folder`` is a folder (the aligned set ``data prepare-cfp`` writes)."""
+    if not folder.is_dir():
+        raise CorefaceError(f"{folder}: not a folder (give the aligned CFP folder written by 'data prepare-cfp')")
+
+
 def parse_identities(spec: str, upper: int = NUM_IDENTITIES) -> list[int]:
     """``"1-400"``, ``"401-402,410"`` or ``"7"`` -> sorted identity numbers in ``1..upper``."""
     found: set[int] = set()

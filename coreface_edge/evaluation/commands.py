@@ -70,12 +70,11 @@ def eval_command(
 
 
 def _run_cfp(embedder: Embedder, data: Path, identities: str, cfp_root: Path, batch_size: int, console: Console) -> _Run:
-    from ..data.cfp import parse_identities
+    from ..data.cfp import check_aligned_folder, parse_identities
     from .cfp_protocol import load_protocol
     from .evaluate import evaluate_cfp
 
-    if not data.is_dir():
-        raise CorefaceError(f"{data}: not a folder (give the aligned CFP folder written by 'data prepare-cfp')")
+    check_aligned_folder(data)
     selected = set(parse_identities(identities))
     result, rocs = evaluate_cfp(load_protocol(cfp_root), data, embedder, selected, batch_size, console)
     result["identities"] = identities

@@ -7,12 +7,10 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..progress import progress_bar
 
-def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
 
 
 def export_command(
@@ -40,7 +38,7 @@ def export_command(
     if output is None:  # a shipped model's file lies in site-packages: write into the working folder
         output = default_output(source, opts) if source == Path(checkpoint) else Path(default_output(source, opts).name)
     crops = load_parity_crops(parity_images)
-    with _progress(console) as progress:
+    with progress_bar(console, transient=True) as progress:
         task = progress.add_task("export", total=len(EXPORT_STEPS))
 
         def on_step(name: str) -> None:

@@ -140,13 +140,12 @@ def threshold_on_cfp(
     far_target: float, batch_size: int, console: Console,
 ) -> OperatingThreshold:  # fmt: skip
     """Embed the aligned CFP evaluation identities once and pick the threshold on ``setting`` pairs."""
-    from ..data.cfp import parse_identities
+    from ..data.cfp import check_aligned_folder, parse_identities
     from ..evaluation.cfp_protocol import load_protocol
     from ..evaluation.embedding import embed_batches, read_aligned
     from ..evaluation.scores import exhaustive_scores
 
-    if not data.is_dir():
-        raise CorefaceError(f"{data}: not a folder (give the aligned CFP folder written by 'data prepare-cfp')")
+    check_aligned_folder(data)
     protocol = load_protocol(cfp_root)
     selected = set(parse_identities(identities))
     frontal = [i for i in protocol.images(selected, "frontal") if (data / i.aligned_relpath).is_file()]

@@ -159,7 +159,7 @@ def benchmark(
 ) -> None:
     """Build every format this machine can (PyTorch, ONNX FP32/INT8/FP16, TensorRT FP32/FP16/INT8)
     and measure each: size, CFP accuracy, TAR@FAR 1e-3, latency at batch 1, throughput at batch 32."""
-    from ..data.cfp import parse_identities
+    from ..data.cfp import check_aligned_folder, parse_identities
     from ..evaluation.cfp_protocol import load_protocol
     from ..evaluation.evaluate import evaluate_cfp
     from .benchmark import CALIBRATION_FACES, Builder, calibration_faces, parse_formats, run_benchmark
@@ -170,8 +170,7 @@ def benchmark(
     chosen = parse_formats(formats)
     if not checkpoint.is_file():
         raise CorefaceError(f"{checkpoint}: file not found")
-    if not data.is_dir():
-        raise CorefaceError(f"{data}: not a folder (give the aligned CFP folder written by 'data prepare-cfp')")
+    check_aligned_folder(data)
     selected = set(parse_identities(identities))
     protocol = load_protocol(cfp_root)
     baseline = read_baseline(compare)

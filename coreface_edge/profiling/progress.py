@@ -6,17 +6,15 @@ import contextlib
 from typing import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress, TaskID
+
+from .. import progress as shared_progress
 
 
 def progress_bar(console: Console | None = None) -> Progress:
-    """A rich progress bar: description, bar, done/total, elapsed and remaining time.
-
-    It has no refresh thread (which would compete with a CPU workload being timed): it is
-    redrawn by :func:`advancer` between timed calls.
-    """
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    return Progress(*columns, console=console, auto_refresh=False)
+    """The shared progress bar without its refresh thread (which would compete with a CPU
+    workload being timed): :func:`advancer` redraws it between timed calls."""
+    return shared_progress.progress_bar(console, auto_refresh=False)
 
 
 def advancer(progress: Progress, task: TaskID) -> Callable[[int], None]:
