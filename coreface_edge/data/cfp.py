@@ -68,6 +68,9 @@ class CfpImage:
         return aligned_relpath(self.identity, self.kind, self.number)
 
 
+DEFAULT_CFP_ROOT = Path("../shared/data/cfp")  # the CFP release beside a checkout; COREFACE_CFP_ROOT overrides
+
+
 def aligned_relpath(identity: int, kind: str, number: int) -> str:
     """Where the aligned crop lives in a prepared folder: ``401/frontal_03.jpg``."""
     if kind not in KINDS:

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
+from ..data.cfp import DEFAULT_CFP_ROOT
 from ..errors import CorefaceError
 from ..runtime.base import Embedder
 from .metrics import Roc
@@ -32,7 +33,7 @@ def eval_command(
     batch_size: int = typer.Option(64, min=1, help="Crops per embedder call."),
     identities: str = typer.Option("401-500", help="cfp: identities to evaluate, e.g. 401-500 or 401-410,451-460."),
     cfp_root: Path = typer.Option(
-        Path("../shared/data/cfp"), envvar="COREFACE_CFP_ROOT", help="cfp: CFP release with the official Protocol/ folder."
+        DEFAULT_CFP_ROOT, envvar="COREFACE_CFP_ROOT", help="cfp: CFP release with the official Protocol/ folder."
     ),
     backend: Optional[str] = typer.Option(None, help="Force a backend: torch, onnxruntime or tensorrt (default: by file suffix)."),
     device: Optional[str] = typer.Option(None, help="Backend device, e.g. cpu or cuda (default: the backend's own)."),

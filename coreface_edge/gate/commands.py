@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ..data.cfp import DEFAULT_CFP_ROOT
 from ..errors import CorefaceError
 
-DEFAULT_CFP_ROOT = Path("../shared/data/cfp")
 DEFAULT_REJECT_MARGIN = 0.1
 
 

@@ -12,6 +12,7 @@ from typing import Any, List, Optional
 import typer
 from rich.console import Console
 
+from ..data.cfp import DEFAULT_CFP_ROOT
 from ..errors import CorefaceError
 from .benchmark import FORMATS
 
@@ -149,7 +150,7 @@ def benchmark(
     checkpoint: Path = typer.Argument(..., help="The model: a PyTorch .pt backbone artefact (or an FP32 .onnx)."),
     data: Path = typer.Option(..., "--data", help="Aligned CFP folder (written by 'data prepare-cfp')."),
     identities: str = typer.Option("401-500", "--identities", help="Identities to evaluate (never trained on)."),
-    cfp_root: Path = typer.Option(Path("../shared/data/cfp"), "--cfp-root", envvar="COREFACE_CFP_ROOT", help="CFP release with the Protocol/ folder."),
+    cfp_root: Path = typer.Option(DEFAULT_CFP_ROOT, "--cfp-root", envvar="COREFACE_CFP_ROOT", help="CFP release with the Protocol/ folder."),
     formats: str = typer.Option("all", "--formats", help="all, or a comma-separated subset of: " + ", ".join(FORMATS)),
     calib: Optional[Path] = typer.Option(None, "--calib", help="INT8 calibration set (.npz from 'calibrate') (default: aligned faces outside --identities)."),
     iterations: int = typer.Option(30, "--iterations", "-n", min=1, help="Timed calls at batch 1 and at batch 32."),
