@@ -134,13 +134,15 @@ def test_contrastive_rejects_unknown_options() -> None:
 
 def test_adaptive_margin_update_and_state() -> None:
     m = AdaptiveMargin()
-    assert m.value == 0.0
-    assert m.update(0.5) == pytest.approx(0.99 * 0.5)
-    assert m.update(torch.tensor(0.3)) == pytest.approx(0.99 * 0.3 + 0.01 * 0.495)
+    assert m.value.item() == 0.0 and m.value.dtype == torch.float64
+    assert m.update(0.5).item() == pytest.approx(0.99 * 0.5)
+    assert m.update(torch.tensor(0.3)).item() == pytest.approx(0.99 * 0.3 + 0.01 * 0.495)
     other = AdaptiveMargin(momentum=0.5, initial=1.0)
-    assert other.update(0.0) == pytest.approx(0.5)
-    other.load_state_dict(m.state_dict())
-    assert (other.momentum, other.value) == (0.99, m.value)
+    assert other.update(0.0).item() == pytest.approx(0.5)
+    other.set_state(m.get_state())
+    assert (other.momentum, other.value.item()) == (0.99, m.value.item())
+    other.set_state({"momentum": 0.9, "value": 0.25})  # older checkpoints hold a plain float
+    assert (other.momentum, other.value.item()) == (0.9, 0.25)
 
 
 def test_dropout_views() -> None:
@@ -230,16 +232,16 @@ def test_coreface_loss_combines_terms_and_updates_margin() -> None:
     e1, e2 = torch.randn(4, 6), torch.randn(4, 6)
     y = torch.tensor([0, 1, 1, 4])
     crit = CoReFaceLoss(head, ce_weight=0.3, con_weight=0.2, scale=16.0, protocol="two-way")
-    crit.margin.value = 0.1
+    crit.margin.value.fill_(0.1)
     out = crit(e1, e2, y)
     con, bm = contrastive_loss(e1, e2, y, 0.1, 16.0, "zero", "two-way")
     ce1, ce2 = F.cross_entropy(head(e1, y), y), F.cross_entropy(head(e2, y), y)
     assert out["con"].item() == pytest.approx(con.item(), rel=1e-6)  # used the margin from before the batch
     assert out["ce1"].item() == pytest.approx(ce1.item()) and out["ce2"].item() == pytest.approx(ce2.item())
     assert out["total"].item() == pytest.approx(0.3 * (ce1 + ce2).item() + 0.2 * con.item(), rel=1e-6)
-    assert out["margin"] == pytest.approx(0.99 * bm.item() + 0.01 * 0.1)
+    assert out["margin"].item() == pytest.approx(0.99 * bm.item() + 0.01 * 0.1)
     crit.eval()
-    assert crit(e1, e2, y)["margin"] == out["margin"]  # evaluation leaves the state alone
+    assert crit(e1, e2, y)["margin"].item() == out["margin"].item()  # evaluation leaves the state alone
 
 
 @pytest.mark.parametrize("name,fc", [("mobilefacenet", "features.layers.2"), ("iresnet18", "fc")])

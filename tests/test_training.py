@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +28,8 @@ from coreface_edge.training.sampler import ResumableSampler
 from coreface_edge.training.trainer import train
 
 from conftest import run_cli
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 TINY = [
     "model.options={blocks: [1, 1, 1, 1]}",
@@ -145,6 +149,68 @@ def test_training_lowers_the_loss_and_writes_the_artefact(straight_run: Path) ->
     assert emb.shape == (2, 512)
 
 
+class HostReads:
+    """Records every read of a tensor's values by the host (and every ``torch.tensor`` built from
+    Python data), with the Python stack that did it: on CUDA each of them waits for the device.
+
+    ``aten._local_scalar_dense`` (what ``item()``, ``float()``, ``bool()``, ``math.isfinite(t)``
+    and f-string formatting dispatch to) is seen by a ``TorchDispatchMode``; ``tolist()``,
+    ``numpy()`` and ``cpu()`` of a CPU tensor never reach the dispatcher (``tensor_to_list`` reads
+    the CPU data pointer directly), and ``torch.tensor(x, device=cuda)`` is a blocking copy on
+    CUDA but none on CPU, so a ``TorchFunctionMode`` records those calls.
+    """
+
+    METHODS = {torch.Tensor.tolist: "tolist", torch.Tensor.numpy: "numpy", torch.Tensor.cpu: "cpu", torch.tensor: "tensor"}
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, list[tuple[str, str]]]] = []  # (what, [(file name, function)])
+        outer = self
+
+        class Functions(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                if func in HostReads.METHODS:
+                    outer._record(HostReads.METHODS[func])
+                return func(*args, **(kwargs or {}))
+
+        class Dispatch(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func is torch.ops.aten._local_scalar_dense.default:
+                    outer._record("scalar")
+                return func(*args, **(kwargs or {}))
+
+        self.modes = (Functions(), Dispatch())
+
+    def _record(self, what: str) -> None:
+        self.reads.append((what, [(Path(f.filename).name, f.name) for f in traceback.extract_stack()]))
+
+    def __enter__(self) -> "HostReads":
+        for mode in self.modes:
+            mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for mode in reversed(self.modes):
+            mode.__exit__(*exc)
+
+    def under(self, function: str, file: str = "trainer.py") -> list[tuple[str, list[tuple[str, str]]]]:
+        return [r for r in self.reads if (file, function) in r[1]]
+
+
+def test_training_steps_never_read_the_device_between_log_steps(tiny_faces: Path, tmp_path: Path) -> None:
+    """The real trainer, 2 epochs x 5 steps (ArcFace, then CoReFace), ``log_every=2``: the
+    step itself (forward, CoReFace margin update, backward, clip, optimizer) reads nothing back;
+    the loss terms are read once per log step / epoch end, in one ``tolist()`` each."""
+    with HostReads() as host:
+        train(tiny_config(tiny_faces, tmp_path, "log_every=2"))
+    assert host.under("_step") == []  # forward, margin update, backward, optimizer step
+    loop = [r for r in host.under("_epoch") if ("trainer.py", "_read_losses") not in r[1]]
+    assert [r for r in loop if not any("dataloader" in f or "sampler" in f for f, _ in r[1])] == []  # only the host data pipeline
+    assert [what for what, _ in host.under("_read_losses")] == ["tolist"] * 6  # steps 2, 4, 5 | 6, 8, 10
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == [2, 4, 5, 6, 8, 10]
+    assert all(np.isfinite(r["total"]) for r in records) and records[-1]["margin"] != 0.0 and "con" in records[-1]
+
+
 def test_kill_9_mid_epoch_then_resume_gives_the_same_losses(straight_run: Path, tiny_faces: Path, tmp_path: Path) -> None:
     """A real ``coreface-edge train`` is killed with SIGKILL mid-epoch and resumed."""
     output = tmp_path / "killed"
@@ -167,6 +233,21 @@ def test_kill_9_mid_epoch_then_resume_gives_the_same_losses(straight_run: Path, 
     assert proc.returncode == -signal.SIGKILL and 6 <= stopped["step"] < 10 and stopped["batch"] > 0  # mid-epoch
     run_cli("train", cfg, f"data.root={tiny_faces}", f"output={output}", *TINY, "checkpoint_every=2", "data.workers=1", "--resume")
     np.testing.assert_allclose(losses(output), losses(straight_run), rtol=1e-5, atol=1e-5)
+
+
+def test_checkpoints_with_a_float_margin_still_load(straight_run: Path, tiny_faces: Path) -> None:
+    """Checkpoints written before the adaptive margin became a device buffer hold a plain float."""
+    from coreface_edge.models import build_backbone
+    from coreface_edge.training.module import FaceTrainModule
+
+    state = dict(load_checkpoint(straight_run / CHECKPOINT_NAME)["module"])
+    margin = state["_extra_state"]["value"]
+    assert isinstance(margin, torch.Tensor) and margin.item() != 0.0
+    state["_extra_state"] = {"momentum": 0.99, "value": margin.item()}
+    cfg = tiny_config(tiny_faces, straight_run)
+    module = FaceTrainModule(build_backbone(cfg.model.backbone, cfg.model.embedding_size, **cfg.model.options), cfg, num_classes=6)
+    module.load_state_dict(state)
+    assert module.loss.margin.value.item() == margin.item()
 
 
 def test_resume_with_a_changed_config_is_refused(straight_run: Path, tiny_faces: Path) -> None:

@@ -1,7 +1,8 @@
 """The CoReFace regulariser (arXiv 2304.11668): two dropout views of one backbone pass, a
 supervised contrastive loss between them with an adaptive margin, and the combined loss.
 
-Pure torch functions plus ``AdaptiveMargin`` (the only state, checkpointed by the trainer).
+Pure torch functions plus ``AdaptiveMargin`` (the only state: a device tensor, so a training
+step never reads it back to the host; checkpointed by the trainer).
 The plain ArcFace phase needs none of this: ``F.cross_entropy(head(e, y), y)``.
 """
 
@@ -43,7 +44,7 @@ def margin_contrastive(
     sim: torch.Tensor,
     positive: torch.Tensor,
     same_label: torch.Tensor,
-    margin: float,
+    margin: float | torch.Tensor,
     scale: float,
     mask: str,
     invalid: torch.Tensor | None = None,
@@ -52,13 +53,16 @@ def margin_contrastive(
 
     ``same_label`` marks same-identity non-positive candidates: ``zero`` replaces their cosine
     by a constant 0 (no gradient, still in the softmax), ``exclude`` drops them from the softmax.
-    ``invalid`` entries (self-pairs in 2N) are always dropped. Returns the loss and the
+    ``invalid`` entries (self-pairs in 2N) are always dropped. ``margin`` is a float or a 0-d
+    tensor on ``sim``'s device (the trainer's running margin: no host sync). Returns the loss and the
     gradient-free batch margin ``mean_i (sim[i, pos_i] - max_{other j} sim'[i, j])`` where
     ``sim'`` is the masked matrix (zeroed entries included under ``zero``, so the hardest
     negative is floored at 0). Rows with no candidate left are skipped; if none remain the
     batch margin equals ``margin`` (the running value is then unchanged).
     """
     rows = torch.arange(sim.shape[0], device=sim.device)
+    if isinstance(margin, torch.Tensor):
+        margin = margin.to(sim.dtype)
     is_positive = torch.zeros_like(sim, dtype=torch.bool)
     is_positive[rows, positive] = True
     dropped = invalid if invalid is not None else torch.zeros_like(is_positive)
@@ -76,7 +80,7 @@ def margin_contrastive(
         valid = torch.isfinite(hardest)
         gaps = (sim[rows, positive] - hardest).masked_fill(~valid, 0.0)
         count = valid.sum()
-        batch_margin = torch.where(count > 0, gaps.sum() / count.clamp(min=1), sim.new_tensor(margin))
+        batch_margin = torch.where(count > 0, gaps.sum() / count.clamp(min=1), margin)
     return loss, batch_margin
 
 
@@ -84,7 +88,7 @@ def contrastive_loss(
     e1: torch.Tensor,
     e2: torch.Tensor,
     labels: torch.Tensor,
-    margin: float,
+    margin: float | torch.Tensor,
     scale: float = 64.0,
     mask: str = "zero",
     protocol: str = "one-way",
@@ -126,35 +130,48 @@ def contrastive_loss(
         return loss, batch_margin
 
 
-class AdaptiveMargin:
-    """Running margin ``m <- a * m_b + (1 - a) * m`` (the reference's a = 0.99), starting at ``initial``."""
+class AdaptiveMargin(nn.Module):
+    """Running margin ``m <- a * m_b + (1 - a) * m`` (the reference's a = 0.99), starting at ``initial``.
+
+    ``value`` is a float64 0-d buffer that moves with the module (``.to(device)``), so updating
+    it from a device batch margin never synchronises with the host. It is not persistent:
+    ``FaceTrainModule`` checkpoints it through ``get_state``/``set_state``.
+    """
+
+    value: torch.Tensor
 
     def __init__(self, momentum: float = 0.99, initial: float = 0.0) -> None:
+        super().__init__()
         if not 0.0 <= momentum <= 1.0:
             raise CorefaceError(f"margin momentum must be in [0, 1], got {momentum}")
         self.momentum = float(momentum)
-        self.value = float(initial)
+        self.register_buffer("value", torch.tensor(float(initial), dtype=torch.float64), persistent=False)
 
-    def update(self, batch_margin: float | torch.Tensor) -> float:
-        """Blend in one batch margin; returns the new value."""
-        self.value = self.momentum * float(batch_margin) + (1.0 - self.momentum) * self.value
+    @torch.no_grad()
+    def update(self, batch_margin: float | torch.Tensor) -> torch.Tensor:
+        """Blend in one batch margin in place (on the device); returns ``value``."""
+        batch = torch.as_tensor(batch_margin, dtype=self.value.dtype, device=self.value.device)
+        self.value.mul_(1.0 - self.momentum).add_(batch, alpha=self.momentum)
         return self.value
 
-    def state_dict(self) -> dict[str, float]:
-        return {"momentum": self.momentum, "value": self.value}
+    def get_state(self) -> dict[str, Any]:
+        """``{"momentum": float, "value": 0-d tensor}`` (no host sync: ``torch.save`` copies it)."""
+        return {"momentum": self.momentum, "value": self.value.detach().clone()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Load :meth:`get_state`'s dict; ``value`` may also be a plain float (older checkpoints)."""
         self.momentum = float(state["momentum"])
-        self.value = float(state["value"])
+        self.value.copy_(torch.as_tensor(state["value"], dtype=self.value.dtype))
 
 
 class CoReFaceLoss(nn.Module):
     """``ce_w * (CE(head(e1), y) + CE(head(e2), y)) + con_w * L_con(e1, e2, y)``.
 
     The contrastive term uses the running margin from before this batch; in training mode the
-    margin is then updated with the batch margin. ``forward`` returns tensors ``total, ce1,
-    ce2, con`` and the float ``margin`` (updated value). The head is held, not copied;
-    checkpoint ``self.margin.state_dict()`` for exact resume.
+    margin is then updated (on the device) with the batch margin. ``forward`` returns tensors
+    ``total, ce1, ce2, con`` and ``margin`` (the updated value, a 0-d float64 tensor; nothing is
+    read back to the host). The head is held, not copied; checkpoint ``self.margin.get_state()``
+    for exact resume.
     """
 
     def __init__(
@@ -185,4 +202,4 @@ class CoReFaceLoss(nn.Module):
         total = self.ce_weight * (ce1 + ce2) + self.con_weight * con
         if self.training:
             self.margin.update(batch_margin)
-        return {"total": total, "ce1": ce1, "ce2": ce2, "con": con, "margin": self.margin.value}
+        return {"total": total, "ce1": ce1, "ce2": ce2, "con": con, "margin": self.margin.value.clone()}

@@ -7,6 +7,8 @@ Two-view phase: two dropout masks on the same flat feature -> shared ``project``
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,7 +19,8 @@ from .config import TrainConfig
 
 
 class FaceTrainModule(nn.Module):
-    """Wraps what DDP synchronises: the backbone and the loss (head weights, margin state)."""
+    """Wraps what DDP synchronises: the backbone and the loss (head weights; the adaptive margin
+    buffer stays per process)."""
 
     def __init__(self, backbone: nn.Module, cfg: TrainConfig, num_classes: int) -> None:
         super().__init__()
@@ -44,20 +47,19 @@ class FaceTrainModule(nn.Module):
         self.two_view_dropout = m.two_view_dropout
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, two_view: bool) -> dict[str, torch.Tensor]:
+        """Loss terms as device tensors (``margin``: the running margin after this step)."""
         flat = self.backbone.forward_flat(images)
         if two_view:
             v1, v2 = dropout_views(flat, self.two_view_dropout)
-            out = self.loss(self.backbone.project(v1), self.backbone.project(v2), labels)
-        else:
-            emb = self.backbone.project(F.dropout(flat, self.single_dropout, training=self.training))
-            ce = F.cross_entropy(self.loss.head(emb, labels), labels)
-            out = {"total": ce, "ce1": ce, "margin": self.loss.margin.value}
-        out["margin"] = torch.tensor(float(out["margin"]), device=images.device)
-        return out
+            return self.loss(self.backbone.project(v1), self.backbone.project(v2), labels)
+        emb = self.backbone.project(F.dropout(flat, self.single_dropout, training=self.training))
+        ce = F.cross_entropy(self.loss.head(emb, labels), labels)
+        return {"total": ce, "ce1": ce, "margin": self.loss.margin.value.clone()}
 
-    def get_extra_state(self) -> dict[str, float]:
-        """The adaptive margin (a plain float) travels in ``state_dict`` for exact resume."""
-        return self.loss.margin.state_dict()
+    def get_extra_state(self) -> dict[str, Any]:
+        """The adaptive margin (momentum and a device tensor) travels in ``state_dict`` for exact resume."""
+        return self.loss.margin.get_state()
 
-    def set_extra_state(self, state: dict[str, float]) -> None:
-        self.loss.margin.load_state_dict(state)
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Also reads older checkpoints, whose margin ``value`` is a plain float."""
+        self.loss.margin.set_state(state)

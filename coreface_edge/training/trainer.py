@@ -1,5 +1,8 @@
 """The training loop: AMP, gradient clipping on the backbone, DDP, periodic evaluation,
-atomic checkpoints with exact resume, a NaN guard, and the backbone artefact at the end."""
+atomic checkpoints with exact resume, a NaN guard, and the backbone artefact at the end.
+
+A step never reads the device: loss terms stay on it and are read to the host in one transfer
+at log steps, checkpoints, ``max_steps`` and epoch ends, where the NaN guard runs too."""
 
 from __future__ import annotations
 
@@ -104,6 +107,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.ddp_module: torch.nn.Module = self.module
         if self.info.distributed:
+            # The adaptive margin is per process (docs/training.md): no broadcast from rank 0.
+            torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.module, ["loss.margin.value"])
             self.ddp_module = torch.nn.parallel.DistributedDataParallel(
                 self.module, device_ids=[device.index] if device.type == "cuda" else None
             )
@@ -203,17 +208,23 @@ class Trainer:
                 if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
                     layer.eval()
         window_t, window_n = time.perf_counter(), 0
+        pending: list[torch.Tensor] = []  # per-step loss rows not yet read to the host
+        keys: list[str] = []
         for images, labels in data.loader():
             torch.manual_seed(step_seed(cfg.seed, info.rank, state.step))
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
-            losses = self._step(images, labels, two_view, state)
+            keys, row = self._step(images, labels, two_view)
+            pending.append(row)
             state.step += 1
             state.batch += 1
-            for k, v in losses.items():
-                state.sums[k] = state.sums.get(k, 0.0) + v
             window_n += images.shape[0] * info.world_size
-            if state.step % cfg.log_every == 0 or state.batch == data.sampler.steps_per_epoch:
+            log_now = state.step % cfg.log_every == 0 or state.batch == data.sampler.steps_per_epoch
+            checkpoint_now = bool(cfg.checkpoint_every) and state.step % cfg.checkpoint_every == 0
+            stop_now = bool(cfg.max_steps) and state.step >= cfg.max_steps and state.batch < data.sampler.steps_per_epoch
+            if log_now or checkpoint_now or stop_now:
+                losses = self._read_losses(keys, pending, state)
+            if log_now:
                 ips = window_n / max(time.perf_counter() - window_t, 1e-9)
                 window_t, window_n = time.perf_counter(), 0
                 record = {"kind": "train", "step": state.step, "epoch": state.epoch, "lr": self.optimizer.param_groups[0]["lr"], "img_s": ips, **losses}
@@ -224,26 +235,23 @@ class Trainer:
                     self.console.print(_stats_text(record), highlight=False, soft_wrap=True)
             else:
                 progress.update(progress.task_ids[0], completed=state.step)
-            if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+            if checkpoint_now:
                 self._checkpoint(state, data.fingerprint)
-            if cfg.max_steps and state.step >= cfg.max_steps and state.batch < data.sampler.steps_per_epoch:
+            if stop_now:
                 return None
+        self._read_losses(keys, pending, state)
         means = {k: v / max(state.batch, 1) for k, v in state.sums.items()}
         state.sums = {}
         return means
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor, two_view: bool, state: TrainState) -> dict[str, float]:
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, two_view: bool) -> tuple[list[str], torch.Tensor]:
+        """Queue one optimisation step without reading anything back to the host.
+
+        Returns the names of the loss terms and their float32 values as a device tensor.
+        """
         autocast = torch.autocast(self.info.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with autocast:
             out = self.ddp_module(images, labels, two_view)
-        keys = [k for k in LOSS_KEYS if k in out]
-        reported = ddp.mean_over_ranks(torch.stack([out[k].detach().float() for k in keys]), self.info)
-        values = dict(zip(keys, reported.tolist()))
-        if not math.isfinite(values["total"]):
-            raise NonFiniteLoss(
-                f"{self.output / CHECKPOINT_NAME}: loss became {values['total']} at step {state.step + 1} "
-                f"(epoch {state.epoch}); stopped, the last good checkpoint is kept (try a lower optim.lr)"
-            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(out["total"]).backward()
         if self.cfg.optim.clip_grad > 0:
@@ -251,6 +259,30 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), self.cfg.optim.clip_grad)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        keys = [k for k in LOSS_KEYS if k in out]
+        return keys, torch.stack([out[k].detach().float() for k in keys])
+
+    def _read_losses(self, keys: list[str], pending: list[torch.Tensor], state: TrainState) -> dict[str, float]:
+        """Read the pending steps' loss rows (the last ``len(pending)`` steps) to the host in one
+        transfer, averaged over ranks, and add them to the epoch sums; returns the last step's.
+
+        The NaN guard: a non-finite total stops the run, naming the first bad step, before any
+        checkpoint is written from that state (the last good checkpoint is kept).
+        """
+        if not pending:
+            return {}
+        rows = ddp.mean_over_ranks(torch.stack(pending), self.info).tolist()
+        pending.clear()
+        first = state.step - len(rows) + 1
+        for offset, row in enumerate(rows):
+            values = dict(zip(keys, row))
+            if not math.isfinite(values["total"]):
+                raise NonFiniteLoss(
+                    f"{self.output / CHECKPOINT_NAME}: loss became {values['total']} at step {first + offset} "
+                    f"(epoch {state.epoch}); stopped, the last good checkpoint is kept (try a lower optim.lr)"
+                )
+            for k, v in values.items():
+                state.sums[k] = state.sums.get(k, 0.0) + v
         return values
 
     def _evaluate(self, state: TrainState, log: MetricsLog | None) -> dict[str, float]:
