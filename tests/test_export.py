@@ -175,3 +175,24 @@ def test_cli_export_real_subprocess(tmp_path: Path, mobilefacenet_artifact: Path
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert failed.stderr.strip().count("\n") == 0 and "bad.pt" in failed.stderr
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_operating_threshold_travels_with_the_export(exported: dict[str, Path], mobilefacenet_onnx: Path, mobilefacenet_artifact: Path) -> None:
+    """An artefact whose card carries a measured operating point (the shipped model's does)
+    gets it written beside its export, tied to the export's fingerprint; a flip-fused export
+    scores differently, so it gets neither the threshold nor the same fingerprint."""
+    import json
+
+    from coreface_edge.gate.threshold import load_threshold
+
+    plain = open_backend(mobilefacenet_onnx).contract
+    assert open_backend(exported["flip"]).contract.fingerprint != plain.fingerprint
+    assert open_backend(exported["l2"]).contract.fingerprint == plain.fingerprint  # same scores, same galleries
+    assert not Path(f"{exported['flip']}.threshold.json").exists()
+    point = json.loads(mobilefacenet_artifact.with_suffix(".json").read_text()).get("operating_threshold")
+    if point is None:
+        assert not Path(f"{mobilefacenet_onnx}.threshold.json").exists()
+        pytest.skip("the artefact in use carries no operating threshold (the shipped model's card does)")
+    stored = load_threshold(mobilefacenet_onnx, plain.fingerprint)
+    assert stored is not None and stored.threshold == point["threshold"] and stored.far_target == point["far_target"]
+    assert stored.reject_threshold < stored.threshold and "425-500" in stored.data

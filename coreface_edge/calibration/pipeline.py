@@ -13,6 +13,7 @@ import onnx
 from ..atomic import atomic_path
 from ..errors import CorefaceError
 from ..runtime import open_backend
+from ..runtime.base import embed_in_batches
 from .calibset import load_calibration_set
 from .fp16 import convert_fp16
 from .guard import GuardResult, Tolerance, judge
@@ -26,7 +27,6 @@ from .speed import speed_table
 PRECISIONS = ("int8", "auto")
 MIN_CALIBRATION_FACES = 16
 SENSITIVITY_FACES = 16
-EMBED_BATCH = 32
 MIN_SPEEDUP = 1.05  # below this INT8 is "not faster" (timing noise on a shared machine)
 
 Step = Callable[[str], None]
@@ -46,7 +46,7 @@ class QuantizeOptions:
 
 
 def embed_all(backend: Any, crops: np.ndarray) -> np.ndarray:
-    return np.concatenate([backend.embed(crops[i : i + EMBED_BATCH]) for i in range(0, len(crops), EMBED_BATCH)])
+    return embed_in_batches(backend.embed, crops)
 
 
 def _holdout_summary(holdout: Holdout) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``coreface-edge data ...``: prepare aligned CFP crops, pack RecordIO, summarise datasets."""
+"""``coreface-edge data ...``: prepare aligned CFP crops, align your own labelled photos, pack RecordIO, summarise datasets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..progress import track
+from ..progress import progress_bar, track
 
 
 def _print_table(console: Console, title: str, rows: Iterable[tuple[str, object]]) -> None:
@@ -61,6 +61,28 @@ def prepare_cfp_command(
         console.print(f"[yellow]failed[/] {path}: {reason}", soft_wrap=True, highlight=False)
 
 
+def align_command(
+    photos: Path = typer.Argument(..., help="Photos sorted by person: PHOTOS/<person>/*.jpg (one face each)."),
+    out: Path = typer.Argument(..., help="Output folder: OUT/<person>/<photo>.jpg, aligned 112x112."),
+) -> None:
+    """Align photos of known people into labelled 112x112 faces, as the gate aligns them
+    (held-out faces for 'calibrate quantize --holdout' and 'benchmark --faces')."""
+    from ..errors import CorefaceError
+    from .align_folder import align_person_folders, person_folders
+    from ..gate.sources import folder_images
+
+    console = Console()
+    total = sum(len(folder_images(d)) for d in person_folders(photos))
+    with progress_bar(console) as progress:
+        task = progress.add_task("aligning", total=total)
+        summary = align_person_folders(photos, out, lambda: progress.advance(task))
+    _print_table(console, f"align -> {out}", [("people", summary.people), ("faces aligned", summary.faces), ("photos skipped", len(summary.skipped))])
+    for name, why in summary.skipped:
+        console.print(f"[yellow]skipped[/] {name}: {why}", soft_wrap=True, highlight=False)
+    if summary.faces == 0:
+        raise CorefaceError(f"{photos}: no usable face in {total} photos")
+
+
 def pack_rec_command(
     folder: Path = typer.Argument(..., help="ImageFolder of aligned crops (e.g. the prepared CFP)."),
     out: Path = typer.Argument(..., help="Output .rec (its .idx is written beside it)."),
@@ -91,6 +113,7 @@ def register(app: typer.Typer) -> None:
     """Add the ``data`` command group to the root app."""
     group = typer.Typer(help="Prepare and inspect face datasets (CFP, ImageFolder, RecordIO, .bin).", no_args_is_help=True)
     group.command("prepare-cfp")(prepare_cfp_command)
+    group.command("align")(align_command)
     group.command("pack-rec")(pack_rec_command)
     group.command("info")(info_command)
     app.add_typer(group, name="data")

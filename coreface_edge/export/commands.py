@@ -12,7 +12,6 @@ from rich.table import Table
 from ..progress import progress_bar
 
 
-
 def export_command(
     checkpoint: str = typer.Argument(
         ..., help="Backbone artefact (.pt with its .json sidecar), or a shipped model's name: mobilefacenet_coreface."
@@ -62,6 +61,8 @@ def export_command(
     )
     console.print(table)
     console.print(f"parity vs PyTorch on {result.parity.faces} faces passed; wrote {result.path}", soft_wrap=True)
+    if result.threshold is not None:
+        console.print(f"operating threshold from the model card: wrote {result.threshold} (gate and enroll use it)", soft_wrap=True)
 
 
 def build_command(

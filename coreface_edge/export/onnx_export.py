@@ -8,6 +8,7 @@ aligned faces. The file appears under its final name only once parity has passed
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import time
@@ -46,6 +47,15 @@ class ExportResult:
     contract: InputContract
     parity: ParityReport
     seconds: float
+    threshold: Path | None = None  # the gate's threshold file, from the artefact's measured operating point
+
+
+def export_fingerprint(checkpoint_sha256: str, opts: ExportOptions) -> str:
+    """What galleries and thresholds are tied to: the checkpoint, and whether the graph adds the
+    mirror image's embedding (that changes every score; the other options do not)."""
+    if not opts.fuse_flip:
+        return checkpoint_sha256
+    return hashlib.sha256(f"{checkpoint_sha256}+flip".encode()).hexdigest()
 
 
 def export_contract(architecture: str, embedding_size: int, fingerprint: str, opts: ExportOptions) -> InputContract:
@@ -84,12 +94,12 @@ def export_onnx(
     """
     step = on_step or (lambda _name: None)
     import onnx
-    import torch
 
     try:
         import onnxslim
-    except ImportError:
-        raise CorefaceError("onnxslim is not installed: pip install 'coreface-edge[train]' (export needs torch and onnxslim)") from None
+        import torch
+    except ImportError as exc:
+        raise CorefaceError(f"{exc.name} is not installed: pip install 'coreface-edge[train]' (export needs torch and onnxslim)") from None
 
     from ..models import checkpoint_fingerprint, load_backbone_artifact
     from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
@@ -104,8 +114,8 @@ def export_onnx(
     step(EXPORT_STEPS[0])
     crops = load_parity_crops() if parity_crops is None else parity_crops
     start = time.perf_counter()
-    backbone, _ = load_backbone_artifact(checkpoint)
-    contract = export_contract(backbone.architecture, int(backbone.embedding_size), checkpoint_fingerprint(checkpoint), opts)
+    backbone, metadata = load_backbone_artifact(checkpoint)
+    contract = export_contract(backbone.architecture, int(backbone.embedding_size), export_fingerprint(checkpoint_fingerprint(checkpoint), opts), opts)
     graph = EmbeddingGraph(backbone, contract).eval()
     reference_graph = EmbeddingGraph(backbone, InputContract(flip_fused=opts.fuse_flip, l2_normalized=opts.l2_normalize)).eval()
     if opts.bake_preprocess:
@@ -149,4 +159,17 @@ def export_onnx(
                 f"(max abs diff {parity.max_abs_diff:.3g}) on {parity.faces} faces; nothing written"
             )
     seconds = time.perf_counter() - start
-    return ExportResult(output, output.stat().st_size, opts.opset, contract, parity, seconds)
+    threshold = store_operating_threshold(output, contract.fingerprint, metadata.get("operating_threshold"), opts)
+    return ExportResult(output, output.stat().st_size, opts.opset, contract, parity, seconds, threshold)
+
+
+def store_operating_threshold(model: Path, fingerprint: str, point: dict | None, opts: ExportOptions) -> Path | None:
+    """Write ``<model>.threshold.json`` from the operating point measured for this artefact (the
+    shipped model's card carries one), so ``gate`` runs without a threshold of the user's own.
+    Not for a flip-fused export: its scores differ from the measured ones."""
+    if not point or opts.fuse_flip:
+        return None
+    from ..gate.threshold import OperatingThreshold, store_threshold
+
+    fields = {k: point[k] for k in ("threshold", "far_target", "far", "tar", "genuine_pairs", "impostor_pairs", "data", "reject_threshold")}
+    return store_threshold(model, OperatingThreshold(**fields, fingerprint=fingerprint, created=time.time()))

@@ -15,12 +15,11 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import CorefaceError
+from ..runtime.base import embed_in_batches
 from .gallery import Gallery
 from .matcher import Matcher
 from .pipeline import FaceFrontEnd
 from .sources import Frame
-
-EMBED_BATCH = 32
 
 
 @dataclass
@@ -92,7 +91,7 @@ def from_camera(
 
 
 def embed_all(front: FaceFrontEnd, crops: np.ndarray) -> np.ndarray:
-    return np.concatenate([front.embed_fn(crops[i : i + EMBED_BATCH]) for i in range(0, len(crops), EMBED_BATCH)])
+    return embed_in_batches(front.embed_fn, crops)
 
 
 def look_alikes(gallery: Gallery, model: str, embeddings: np.ndarray, threshold: float) -> list[tuple[str, float]]:

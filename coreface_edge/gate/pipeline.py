@@ -64,13 +64,14 @@ class FaceFrontEnd:
     def __init__(
         self,
         detector: FaceDetector,
-        embed: Embedder,
+        embed: Embedder | None,
         quality: QualityThresholds = QualityThresholds(),
         max_faces: int = 1,
         detect_side: int | None = None,
     ) -> None:
         """``detect_side``: longest side of the detector's view; None picks it per frame size
-        (:func:`auto_detect_side`): 320 for 640x480, 768 for 1080p."""
+        (:func:`auto_detect_side`): 320 for 640x480, 768 for 1080p. ``embed`` None: a front end
+        that only finds and aligns faces (``faces``), for preparing data."""
         self.detector, self.embed_fn, self.quality = detector, embed, quality
         self.max_faces, self.detect_side = max_faces, detect_side
 

@@ -147,62 +147,86 @@ def _profile_pipeline(
 
 
 def benchmark(
-    checkpoint: Path = typer.Argument(..., help="The model: a PyTorch .pt backbone artefact (or an FP32 .onnx)."),
-    data: Path = typer.Option(..., "--data", help="Aligned CFP folder (written by 'data prepare-cfp')."),
-    identities: str = typer.Option("401-500", "--identities", help="Identities to evaluate (never trained on)."),
+    checkpoint: str = typer.Argument(..., help="The model: a PyTorch .pt backbone artefact (or an FP32 .onnx), or a shipped model's name: mobilefacenet_coreface."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Aligned CFP folder (written by 'data prepare-cfp') to score on the CFP protocol."),
+    faces: Optional[Path] = typer.Option(None, "--faces", help="Or: labelled aligned faces of your own (ImageFolder ROOT/<person>/*.jpg or .npz with crops and labels)."),
+    identities: str = typer.Option("401-500", "--identities", help="--data: identities to evaluate (never trained on)."),
     cfp_root: Path = typer.Option(DEFAULT_CFP_ROOT, "--cfp-root", envvar="COREFACE_CFP_ROOT", help="CFP release with the Protocol/ folder."),
     formats: str = typer.Option("all", "--formats", help="all, or a comma-separated subset of: " + ", ".join(FORMATS)),
-    calib: Optional[Path] = typer.Option(None, "--calib", help="INT8 calibration set (.npz from 'calibrate') (default: aligned faces outside --identities)."),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="INT8 calibration set (.npz from 'calibrate collect') [default with --data: aligned faces outside --identities]."),
     iterations: int = typer.Option(30, "--iterations", "-n", min=1, help="Timed calls at batch 1 and at batch 32."),
     warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed calls first."),
     out: Path = typer.Option(Path("reports/benchmark"), "--out", help="Folder for the report; built models go to OUT/models."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="A saved benchmark JSON: show each row's ratio to it."),
 ) -> None:
     """Build every format this machine can (PyTorch, ONNX FP32/INT8/FP16, TensorRT FP32/FP16/INT8)
-    and measure each: size, CFP accuracy, TAR@FAR 1e-3, latency at batch 1, throughput at batch 32."""
-    from ..data.cfp import check_aligned_folder, parse_identities
-    from ..evaluation.cfp_protocol import load_protocol
-    from ..evaluation.evaluate import evaluate_cfp
+    and measure each: size, accuracy and TAR@FAR 1e-3 (CFP or your faces), latency at batch 1,
+    throughput at batch 32."""
+    from ..pretrained import resolve_checkpoint
     from .benchmark import CALIBRATION_FACES, Builder, calibration_faces, parse_formats, run_benchmark
     from .progress import progress_task
     from .report import new_report
 
     console = make_console()
     chosen = parse_formats(formats)
-    if not checkpoint.is_file():
-        raise CorefaceError(f"{checkpoint}: file not found")
-    check_aligned_folder(data)
-    selected = set(parse_identities(identities))
-    protocol = load_protocol(cfp_root)
+    model = resolve_checkpoint(checkpoint)
+    if not model.is_file():
+        raise CorefaceError(f"{checkpoint}: file not found (nor a shipped model's name)")
+    if (data is None) == (faces is None):
+        raise CorefaceError("benchmark: give exactly one of --data ALIGNED_CFP or --faces LABELLED_FACES")
+    if faces is not None and calib is None and any("int8" in f for f in chosen):
+        raise CorefaceError("benchmark --faces: INT8 needs a calibration set other than the evaluated faces: give --calib")
     baseline = read_baseline(compare)
+    evaluate, scored_on = _cfp_evaluation(data, identities, cfp_root, console) if data is not None else _faces_evaluation(faces)
 
     def calibration() -> Any:
         if calib is None:
-            return calibration_faces(data, selected)
+            from ..data.cfp import parse_identities
+
+            return calibration_faces(data, set(parse_identities(identities)))
         from ..calibration.calibset import load_calibration_set
 
         return load_calibration_set(calib).crops
 
-    builder = Builder(checkpoint, out / "models", calibration)
+    builder = Builder(model, out / "models", calibration)
     rows = run_benchmark(
         builder,
         chosen,
-        lambda embed: evaluate_cfp(protocol, data, embed, selected, 32, console)[0],
+        evaluate,
         iterations,
         warmup,
         announce=lambda text: console.print(f"[bold]{text}[/]"),
         bar=lambda label, total: progress_task(console, label, total),
     )
     settings = {
-        "checkpoint": str(checkpoint),
-        "data": str(data),
-        "identities": identities,
-        "protocol": "CFP open set: accuracy on official pairs of folds 09-10, TAR at FAR 1e-3 on exhaustive pairs",
+        "checkpoint": str(model),
+        "protocol": scored_on,
         "calibration": str(calib) if calib else f"up to {CALIBRATION_FACES} aligned faces of identities outside {identities}",
         "latency": f"p50 at batch 1, throughput at batch 32, {iterations} timed calls after {warmup} warm-up",
         "models": str(out / "models"),
     }
     finish(new_report("benchmark", rows, settings), out, compare, baseline, console)
+
+
+def _cfp_evaluation(data: Path, identities: str, cfp_root: Path, console: Console) -> tuple[Any, str]:
+    from ..data.cfp import check_aligned_folder, parse_identities
+    from ..evaluation.cfp_protocol import load_protocol
+    from ..evaluation.evaluate import evaluate_cfp
+
+    check_aligned_folder(data)
+    selected = set(parse_identities(identities))
+    protocol = load_protocol(cfp_root)
+    described = f"CFP open set, identities {identities} of {data}: accuracy on official pairs of folds 09-10, TAR at FAR 1e-3 on exhaustive pairs"
+    return (lambda embed: evaluate_cfp(protocol, data, embed, selected, 32, console)[0]), described
+
+
+def _faces_evaluation(faces: Path) -> tuple[Any, str]:
+    from ..calibration.holdout import load_holdout
+    from .benchmark import FAR, faces_evaluation
+
+    held = load_holdout(faces, FAR, max_faces=10_000)
+    described = f"{len(held)} labelled faces of {len(set(held.labels.tolist()))} people in {faces}: TAR at FAR 1e-3 over every pair, 10-fold accuracy on balanced pairs"
+    return (lambda embed: faces_evaluation(held.crops, held.labels, embed)), described
 
 
 def register(app: typer.Typer) -> None:

@@ -81,6 +81,8 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("FP acc %", "fp_accuracy_pct", "{:.2f}", "higher", ratio=True),
         Column("FF TAR@1e-3 %", "ff_tar_far_1e3_pct", "{:.2f}", "higher"),
         Column("FP TAR@1e-3 %", "fp_tar_far_1e3_pct", "{:.2f}", "higher"),
+        Column("faces acc %", "faces_accuracy_pct", "{:.2f}", "higher", ratio=True),
+        Column("faces TAR@1e-3 %", "faces_tar_far_1e3_pct", "{:.2f}", "higher"),
         Column("p50 ms b1", "p50_ms_b1", "{:.2f}", "lower", ratio=True),
         Column("img/s b32", "throughput_b32", "{:.1f}", "higher", ratio=True),
         Column("reason", "reason"),
