@@ -26,9 +26,11 @@ COMMAND_MODULES = (  # in the order of the job: data -> train -> evaluate -> dep
     "coreface_edge.calibration.commands",
     "coreface_edge.gate.commands",
     "coreface_edge.profiling.commands",
+    "coreface_edge.demo.commands",
 )
 
-JOBS = """Jobs, in order: data (prepare-cfp, info, pack-rec) -> train, train-bench, models ->
+JOBS = """Start with: coreface-edge demo (the whole chain on bundled faces, a few minutes on a CPU).
+Jobs, in order: data (prepare-cfp, align, info, pack-rec) -> train, train-bench, models ->
 eval -> export, build (TensorRT) -> calibrate (collect, quantize, fp16) -> enroll, gallery,
 threshold, gate, report -> profile, benchmark."""
 

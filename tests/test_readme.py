@@ -25,6 +25,48 @@ def test_ci_runs_the_readme_test_command():
     assert "-e '.[train,dev]'" in setup and "pip install -q -e '.[train,dev]'" in "\n".join(ci)
 
 
+def test_quick_start_is_set_up_demo_test():
+    """What it is, then set up, the main job (`coreface-edge demo`, run by tests/test_demo.py)
+    and the test command, in that order."""
+    quick = README[README.index("## Quick start") : README.index("### What the demo prints")]
+    assert re.findall(r"```bash\n(.*?)\n```", quick, re.S) == [
+        "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 -e '.[train,dev]'",
+        "coreface-edge demo",
+        "python -m pytest -q",
+    ]
+
+
+def _readme_commands() -> set[tuple[str, ...]]:
+    """Every ``coreface-edge SUB [SUBSUB]`` the README names (sub-commands of groups included)."""
+    from typer.main import get_command
+
+    from coreface_edge.cli import app
+
+    root = get_command(app)
+    found = set()
+    for words in re.findall(r"coreface-edge ((?:[a-z][a-z0-9-]*)(?: [a-z][a-z0-9-]*)?)", README):
+        first, *rest = words.split()
+        command = root.commands.get(first)
+        if command is None:
+            continue
+        sub = getattr(command, "commands", {})
+        found.add((first, rest[0]) if rest and rest[0] in sub else (first,))
+    return found
+
+
+def test_every_readme_command_is_run_by_a_test():
+    """Each command the README shows is invoked by some test (in-process or as a subprocess)."""
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_readme.py")
+    commands = _readme_commands()
+    assert ("demo",) in commands and ("calibrate", "quantize") in commands and ("data", "align") in commands
+    missing = []
+    for command in sorted(commands):
+        pattern = r'"' + r'",\s*"'.join(map(re.escape, command)) + r'"\s*[,)\]]'
+        if not re.search(pattern, sources):
+            missing.append(" ".join(command))
+    assert not missing, f"README commands no test runs: {missing}"
+
+
 def test_main_job_chain_runs_on_real_photos(tmp_path: Path, face_photos: list[Path]):
     """The README chain, with the webcam swapped for a folder of frames: export the shipped
     model by name, enroll a person from photos, run the gate over other photos of her."""
