@@ -7,6 +7,7 @@ that pre-processing is baked into the model graph (``baked_preprocess``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -17,6 +18,14 @@ from .errors import CorefaceError
 
 CONTRACT_METADATA_KEY = "coreface_edge.contract"
 CROP_SIZE = 112
+
+
+def scores_fingerprint(checkpoint_sha256: str, flip_fused: bool) -> str:
+    """What galleries and thresholds are tied to: the checkpoint, and whether the model adds the
+    mirror image's embedding (that changes every score; pre-processing and L2 output do not)."""
+    if not flip_fused:
+        return checkpoint_sha256
+    return hashlib.sha256(f"{checkpoint_sha256}+flip".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,7 @@ class InputContract:
     flip_fused: bool = False
     l2_normalized: bool = False
     architecture: str = ""
-    fingerprint: str = ""  # SHA-256 of the source checkpoint
+    fingerprint: str = ""  # scores_fingerprint(): the source checkpoint's SHA-256 (+ flip fusion)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

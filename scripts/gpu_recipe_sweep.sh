@@ -28,7 +28,7 @@ declare -A arms=(
   [cosface]="optim.base_batch=128 head.name=cosface head.margin=0.35"
   [cosface-lr-ref]="optim.base_batch=512 head.name=cosface head.margin=0.35"
   [dropout-low]="optim.base_batch=128 method.single_dropout=0.1 method.two_view_dropout=0.3"
-  [s32-dropout-low]="optim.base_batch=512 head.scale=32 method.single_dropout=0.1 method.two_view_dropout=0.3"
+  [s32-lr-ref-dropout-low]="optim.base_batch=512 head.scale=32 method.single_dropout=0.1 method.two_view_dropout=0.3"
 )
 for name in "${!arms[@]}"; do
   # shellcheck disable=SC2086 # each arm's overrides are words

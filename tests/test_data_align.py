@@ -52,3 +52,18 @@ def test_align_refuses_bad_input(tmp_path: Path):
     (tmp_path / "flat" / "a.jpg").write_bytes(b"")
     proc = run_cli("data", "align", tmp_path / "flat", tmp_path / "faces", check=False)
     assert proc.returncode == 2 and "no person folders with photos" in proc.stderr and not (tmp_path / "faces").exists()
+
+
+def test_two_photos_with_one_name_keep_both_counts_honest(tmp_path: Path, face_photos: list[Path]):
+    """01.jpg and 01.png of one person would write the same crop: the second is skipped, named."""
+    person = tmp_path / "photos" / "ann"
+    person.mkdir(parents=True)
+    frontal = [p for p in face_photos if "frontal" in p.name]
+    shutil.copy(frontal[0], person / "01.jpg")
+    cv2.imwrite(str(person / "01.png"), cv2.imread(str(frontal[1])))
+    (tmp_path / "photos" / ".thumbnails").mkdir()
+    shutil.copy(frontal[2], tmp_path / "photos" / ".thumbnails" / "x.jpg")
+    proc = run_cli("data", "align", tmp_path / "photos", tmp_path / "faces")
+    assert sorted(p.relative_to(tmp_path / "faces").as_posix() for p in (tmp_path / "faces").rglob("*.jpg")) == ["ann/01.jpg"]
+    text = " ".join(proc.stdout.split())
+    assert "faces aligned │ 1" in text and "same name as 01.jpg" in text and "people │ 1" in text

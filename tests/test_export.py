@@ -196,3 +196,24 @@ def test_operating_threshold_travels_with_the_export(exported: dict[str, Path], 
     stored = load_threshold(mobilefacenet_onnx, plain.fingerprint)
     assert stored is not None and stored.threshold == point["threshold"] and stored.far_target == point["far_target"]
     assert stored.reject_threshold < stored.threshold and "425-500" in stored.data
+
+
+def test_export_keeps_a_threshold_the_user_measured(tmp_path: Path, mobilefacenet_artifact: Path, parity_faces: np.ndarray) -> None:
+    """Re-exporting over a model must not replace the threshold stored for it (say, measured
+    on the site's own faces) with the card's; another model's stale threshold is replaced."""
+    import json
+    from dataclasses import replace
+
+    from coreface_edge.gate.threshold import load_threshold, store_threshold
+
+    if "operating_threshold" not in json.loads(mobilefacenet_artifact.with_suffix(".json").read_text()):
+        pytest.skip("the artefact in use carries no operating threshold (the shipped model's card does)")
+    out = tmp_path / "model.onnx"
+    fingerprint = export_onnx(mobilefacenet_artifact, out, ExportOptions(), parity_faces).contract.fingerprint
+    card = load_threshold(out, fingerprint)
+    store_threshold(out, replace(card, threshold=0.995, data="our entrance, 2,000 faces"))
+    export_onnx(mobilefacenet_artifact, out, ExportOptions(bake_preprocess=True), parity_faces)
+    assert load_threshold(out, fingerprint).threshold == 0.995
+    store_threshold(out, replace(card, fingerprint="0" * 64))
+    export_onnx(mobilefacenet_artifact, out, ExportOptions(), parity_faces)
+    assert load_threshold(out, fingerprint).threshold == card.threshold

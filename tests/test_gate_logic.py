@@ -20,6 +20,7 @@ from coreface_edge.gate.sources import Backoff, folder_frames, folder_images, li
 from coreface_edge.evaluation.scores import exhaustive_scores
 from coreface_edge.gate.threshold import (
     OperatingThreshold,
+    carry_threshold,
     impostor_pair_count,
     load_threshold,
     open_set_far,
@@ -180,6 +181,11 @@ def test_threshold_for_target_far_on_known_scores(tmp_path: Path):
     assert load_threshold(model, "fp-a").threshold == 0.7
     with pytest.raises(CorefaceError, match="computed for model"):
         load_threshold(model, "fp-b")
+    engine = tmp_path / "m.fp16.engine"  # an FP16 engine built from m.onnx scores like it: it takes its threshold
+    carried = carry_threshold(model, engine, "fp-a", "carried to this fp16 engine")
+    assert carried == tmp_path / "m.fp16.engine.threshold.json"
+    assert load_threshold(engine, "fp-a").threshold == 0.7 and load_threshold(engine, "fp-a").data == "scores; carried to this fp16 engine"
+    assert carry_threshold(tmp_path / "none.onnx", tmp_path / "none.engine", "fp-a", "x") is None
 
 
 def test_open_set_false_accepts_grow_with_the_gallery():

@@ -282,3 +282,12 @@ def test_pipeline_profile_on_real_video(mobilefacenet_onnx, walkers_video, tmp_p
     assert report["settings"]["faces_detected"] > 4 and report["settings"]["measured_frames"] == 4
     assert (tmp_path / "pipeline_stages.png").read_bytes().startswith(PNG_MAGIC)
     assert (tmp_path / "pipeline_audit.db").is_file()
+
+
+def test_benchmark_says_which_evaluation_to_give(tmp_path):
+    both = run_cli("benchmark", "mobilefacenet_coreface", "--faces", tmp_path, "--data", tmp_path, check=False)
+    assert both.returncode == 2 and "give exactly one of --data ALIGNED_CFP or --faces LABELLED_FACES" in both.stderr
+    no_calib = run_cli("benchmark", "mobilefacenet_coreface", "--faces", tmp_path, "--formats", "onnx-int8", check=False)
+    assert no_calib.returncode == 2 and "INT8 needs a calibration set other than the evaluated faces: give --calib" in no_calib.stderr
+    unknown = run_cli("benchmark", "no_such_model", "--faces", tmp_path, check=False)
+    assert unknown.returncode == 2 and "no_such_model: file not found (nor a shipped model's name)" in unknown.stderr

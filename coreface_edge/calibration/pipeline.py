@@ -45,10 +45,6 @@ class QuantizeOptions:
     tolerance: Tolerance = Tolerance()
 
 
-def embed_all(backend: Any, crops: np.ndarray) -> np.ndarray:
-    return embed_in_batches(backend.embed, crops)
-
-
 def _holdout_summary(holdout: Holdout) -> dict[str, Any]:
     return {"source": holdout.source, "faces": len(holdout), "identities": int(np.unique(holdout.labels).size)}
 
@@ -81,7 +77,7 @@ def run_quantize(model: Path, calib: Path, holdout_path: Path, out: Path, option
         raise CorefaceError(f"{calib}: found {len(calib_set)} faces, need at least {MIN_CALIBRATION_FACES}")
     holdout = load_holdout(holdout_path, options.tolerance.far, options.holdout_max)
     step(f"FP32 embeddings of {len(holdout)} held-out faces")
-    reference = embed_all(fp32, holdout.crops)
+    reference = embed_in_batches(fp32.embed, holdout.crops)
     report: dict[str, Any] = {
         "kind": "INT8 quantization",
         "model": str(model),
@@ -101,7 +97,7 @@ def run_quantize(model: Path, calib: Path, holdout_path: Path, out: Path, option
         def evaluate(exclude: list[str]) -> GuardResult:
             quantizer.quantize(candidate, exclude)
             int8 = open_backend(candidate, threads=options.threads, disabled_optimizers=scheme.check_disabled_optimizers)
-            last["int8"] = embed_all(int8, holdout.crops)
+            last["int8"] = embed_in_batches(int8.embed, holdout.crops)
             return judge(reference, last["int8"], holdout.labels, options.tolerance)
 
         step(f"calibrating ({options.method}) on {len(calib_set)} faces and quantizing")
@@ -176,7 +172,7 @@ def run_fp16(model: Path, holdout_path: Path, out: Path, tolerance: Tolerance, t
         convert_fp16(model, tmp)
         step(f"parity on {len(holdout)} held-out faces")
         fp16 = open_backend(tmp, backend="onnxruntime", threads=threads)
-        reference, half = embed_all(fp32, holdout.crops), embed_all(fp16, holdout.crops)
+        reference, half = embed_in_batches(fp32.embed, holdout.crops), embed_in_batches(fp16.embed, holdout.crops)
         result = judge(reference, half, holdout.labels, tolerance)
         if not result.passed:
             raise CorefaceError(f"{model}: FP16 copy fails the parity check: {'; '.join(result.problems)} ({result.summary()})")

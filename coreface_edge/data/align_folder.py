@@ -32,7 +32,9 @@ def person_folders(root: Path) -> list[Path]:
     """``ROOT``'s sub-folders that hold photos; none is an error naming the expected layout."""
     if not root.is_dir():
         raise CorefaceError(f"{root}: not a folder (expected ROOT/<person>/*.jpg)")
-    people = sorted(d for d in root.iterdir() if d.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir()))
+    people = sorted(
+        d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and any(p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir())
+    )
     if not people:
         raise CorefaceError(f"{root}: no person folders with photos (expected ROOT/<person>/*.jpg)")
     return people
@@ -50,12 +52,18 @@ def align_person_folders(root: Path, out: Path, advance: Callable[[], None] = la
     for folder in person_folders(root):
         files = folder_images(folder)
         got = from_images(front, files, lambda p: cv2.imread(str(p), cv2.IMREAD_COLOR), advance)
+        written: dict[str, str] = {}  # crop name -> the photo it came from
         for crop, source in zip(got.crops, got.sources):
+            name = Path(source).stem + ".jpg"
+            if name in written:
+                summary.skipped.append((f"{folder.name}/{source}", f"same name as {written[name]} (rename one)"))
+                continue
             ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             if not ok:
                 raise CorefaceError(f"{out / folder.name}: cannot encode an aligned face as JPEG")
-            write_bytes_atomic(out / folder.name / (Path(source).stem + ".jpg"), encoded.tobytes())
-        summary.people += bool(got.crops)
-        summary.faces += len(got.crops)
+            write_bytes_atomic(out / folder.name / name, encoded.tobytes())
+            written[name] = source
+        summary.people += bool(written)
+        summary.faces += len(written)
         summary.skipped += [(f"{folder.name}/{name}", why) for name, why in got.skipped]
     return summary

@@ -17,7 +17,7 @@ from ..atomic import write_text_atomic
 from ..calibration.calibset import load_calibration_set
 from ..profiling.benchmark import missing_module
 from .samples import DemoSamples
-from .scoring import GateScore, score_decisions
+from .scoring import LET_THROUGH, STRANGER_IN, WRONG_PERSON, GateScore, score_decisions
 from .tour import BENCHMARK_ITERATIONS, MARKER, SHIPPED_MODEL, SPEED_ITERATIONS, Tour, copy_samples, prepare_folder, read_json
 
 GATE_VOTING = ["--vote-k", "1", "--vote-n", "1", "--cooldown", "0"]  # every photo is one attempt at the door
@@ -28,13 +28,14 @@ def run_demo(samples: DemoSamples, out: Path, console: Console) -> dict[str, Any
     """Run every step into ``out``; returns the summary (also written as ``out/demo.json``)."""
     start = time.perf_counter()
     prepare_folder(out)
-    write_text_atomic(out / MARKER, json.dumps({"output": str(out), "status": "running"}) + "\n")  # a failed run's folder is ours to replace
+    write_text_atomic(out / MARKER, json.dumps({"tool": "coreface-edge demo", "output": str(out), "status": "running"}) + "\n")  # a failed run's folder is ours to replace
     tour = Tour(out, console)
     local = tour.internal("samples", f"copy the bundled photos to {out / 'samples'}", lambda: copy_samples(samples, out))
     model, gate_model, quantized = _models(tour, out, local)
     score = _gate(tour, out, local, gate_model)
     bench, latency = _measurements(tour, out, local, model, gate_model)
     summary = {
+        "tool": "coreface-edge demo",
         "output": str(out),
         "status": "finished",
         "seconds": time.perf_counter() - start,
@@ -51,15 +52,16 @@ def run_demo(samples: DemoSamples, out: Path, console: Console) -> dict[str, Any
 
 def _models(tour: Tour, out: Path, local: DemoSamples) -> tuple[Path, Path, dict[str, Any]]:
     """Export (or, without torch, the packaged export), held-out and calibration faces, INT8
-    behind the guard, TensorRT where present. Returns the FP32 model, the one the gate runs and
-    the quantization report."""
+    behind the guard, a TensorRT engine where TensorRT is installed. Returns the FP32 ONNX, the
+    model the gate runs (the engine if built, else the FP32 ONNX: the shipped threshold was
+    measured for FP32 scores) and the quantization report."""
     model = out / "model.onnx"
     export = ["export", SHIPPED_MODEL, "-o", str(model)]
-    if missing_module("torch"):  # a Jetson: the shipped model's packaged export instead
-        tour.internal("export", f"torch not installed: copy the packaged ONNX export of {SHIPPED_MODEL} instead of running coreface-edge {' '.join(export)}",
+    if not can_export():  # a Jetson: the shipped model's packaged export instead
+        tour.internal("export", f"torch or onnxslim not installed: copy the packaged ONNX export instead of running coreface-edge {' '.join(export)}",
                       lambda: (None, _copy_packaged_export(model)))  # fmt: skip
     else:
-        tour.run("export", export, lambda: _export_note(model))
+        tour.run("export", export, lambda: f"{model} (parity checked), {_threshold_note(model)}")
     tour.run("align", ["data", "align", str(out / "labelled"), str(out / FACES)], lambda: _faces_note(out / FACES))
     calib = out / CALIB
     tour.run("collect", ["calibrate", "collect", str(local.calibration), "-o", str(calib), "--min-faces", "16"], lambda: f"{len(load_calibration_set(calib))} faces in {calib}")
@@ -70,18 +72,15 @@ def _models(tour: Tour, out: Path, local: DemoSamples) -> tuple[Path, Path, dict
          "--speed-iterations", str(SPEED_ITERATIONS), "-o", str(chosen)],  # fmt: skip
         lambda: _quantize_note(read_json(out / "model_auto.report.json")),
     )
-    quantized = read_json(out / "model_auto.report.json")
-    gate_model = model
-    if quantized["chosen_precision"] == "int8":
-        gate_model = chosen
-        shutil.copyfile(f"{model}.threshold.json", f"{chosen}.threshold.json")  # same fingerprint; the guard held accuracy
     engine = out / "model.fp16.engine"
     build = ["build", str(model), "--precision", "fp16", "-o", str(engine)]
     if missing_module("tensorrt"):
         tour.skip("tensorrt", "coreface-edge " + " ".join(build), "no TensorRT (on a Jetson it comes with JetPack; elsewhere pip install tensorrt)")
+        gate_model = model
     else:
-        tour.run("tensorrt", build, lambda: f"engine {engine}", optional=True)
-    return model, gate_model, quantized
+        built = tour.run("tensorrt", build, lambda: f"engine {engine}, {_threshold_note(engine)}", optional=True)
+        gate_model = engine if built.status == "ok" and Path(f"{engine}.threshold.json").is_file() else model
+    return model, gate_model, read_json(out / "model_auto.report.json")
 
 
 def _gate(tour: Tour, out: Path, local: DemoSamples, gate_model: Path) -> GateScore:
@@ -101,7 +100,7 @@ def _gate(tour: Tour, out: Path, local: DemoSamples, gate_model: Path) -> GateSc
 def _measurements(tour: Tour, out: Path, local: DemoSamples, model: Path, gate_model: Path) -> tuple[Path, Path]:
     """Every format in one table (on the held-out faces), and the pipeline's latency report."""
     bench, latency = out / "benchmark", out / "latency"
-    source = str(model) if missing_module("torch") else SHIPPED_MODEL
+    source = SHIPPED_MODEL if can_export() else str(model)
     tour.run("benchmark", ["benchmark", source, "--faces", str(out / FACES), "--calib", str(out / CALIB), "--out", str(bench),
                            "-n", str(BENCHMARK_ITERATIONS), "--warmup", "2"], lambda: f"table {bench / 'benchmark.md'}")  # fmt: skip
     tour.run("latency", ["profile", "--pipeline", str(local.camera), "--model", str(gate_model), "--gallery", str(out / GALLERY),
@@ -110,18 +109,23 @@ def _measurements(tour: Tour, out: Path, local: DemoSamples, model: Path, gate_m
     return bench, latency
 
 
+def can_export() -> bool:
+    """The shipped .pt exports here (torch and onnxslim: the ``[train]`` extra)."""
+    return not (missing_module("torch") or missing_module("onnxslim"))
+
+
 def _copy_packaged_export(model: Path) -> str:
     from ..pretrained import shipped_onnx_path
 
     packaged = shipped_onnx_path(SHIPPED_MODEL)
     shutil.copyfile(packaged, model)
     shutil.copyfile(f"{packaged}.threshold.json", f"{model}.threshold.json")
-    return _export_note(model)
+    return f"{model} (the packaged export), {_threshold_note(model)}"
 
 
-def _export_note(model: Path) -> str:
-    stored = json.loads(Path(f"{model}.threshold.json").read_text(encoding="utf-8"))
-    return f"{model} (parity checked) and its operating threshold {stored['threshold']:.4f} (FAR {stored['far_target']:g})"
+def _threshold_note(model: Path) -> str:
+    stored = read_json(Path(f"{model}.threshold.json"))
+    return f"operating threshold {stored['threshold']:.4f} (FAR {stored['far_target']:g})"
 
 
 def _faces_note(faces: Path) -> str:
@@ -175,7 +179,7 @@ def _print_summary(console: Console, summary: dict[str, Any], score: GateScore, 
     pipeline = load_report(latency)
     console.print(rich_table(pipeline))
     console.print(pipeline_summary(pipeline), highlight=False)
-    console.print(f"INT8: {summary['quantization']['verdict']}", highlight=False)
+    console.print(f"INT8: {summary['quantization']['verdict']}; the gate ran {summary['gate_model']}", highlight=False)
     console.print(
         f"[bold]demo finished in {summary['seconds']:.0f} s; everything is in {summary['output']}[/] "
         f"(model, gallery.db, audit.db, decisions.csv, benchmark/, latency/, logs/ with each command's output)",
@@ -188,7 +192,7 @@ def _gate_table(score: GateScore, threshold: dict[str, Any]) -> Table:
     for column in ("frame", "who", "decision", "person", "score", "verdict"):
         table.add_column(column)
     for r in score.rows:
-        style = "bold red" if r["verdict"].isupper() else "green" if r["verdict"] == "let through" else ""
+        style = "bold red" if r["verdict"] in (STRANGER_IN, WRONG_PERSON) else "green" if r["verdict"] == LET_THROUGH else ""
         table.add_row(
             r["frame"], r["truth"] or "stranger", r["decision"] or "-", r["person"] or "-",
             "-" if r["score"] is None else f"{r['score']:.4f}", r["verdict"], style=style,

@@ -22,14 +22,17 @@ from .samples import DemoSamples
 
 T = TypeVar("T")
 SHIPPED_MODEL = "mobilefacenet_coreface"
-MARKER = "demo.json"  # written first, then with the summary: a folder with it is an earlier demo's and may be replaced
+MARKER = "coreface-demo.json"  # written first, then with the summary: a folder with it is an earlier demo's and may be replaced
+MARKER_STATES = ("running", "finished")
+INTERRUPTED = 130
 SPEED_ITERATIONS = 5
 BENCHMARK_ITERATIONS = 10
 
 
 def invoke(args: list[str]) -> None:
     """Run ``coreface-edge ARGS`` in this process (the console script's code path); reports
-    record ``args`` as their command line."""
+    record ``args`` as their command line. Click turns Ctrl-C into exit status 130 and
+    ``typer.Exit(n)`` into ``n`` here: they come back as KeyboardInterrupt and CorefaceError."""
     from typer.main import get_command
 
     from ..cli import app
@@ -37,9 +40,13 @@ def invoke(args: list[str]) -> None:
     saved = sys.argv
     sys.argv = ["coreface-edge", *args]
     try:
-        get_command(app).main(args=args, prog_name="coreface-edge", standalone_mode=False)
+        status = get_command(app).main(args=args, prog_name="coreface-edge", standalone_mode=False)
     finally:
         sys.argv = saved
+    if status == INTERRUPTED:
+        raise KeyboardInterrupt
+    if isinstance(status, int) and status != 0:
+        raise CorefaceError(f"coreface-edge {shlex.join(args)}: exit status {status}")
 
 
 @dataclass
@@ -72,6 +79,8 @@ class Tour:
             try:
                 invoke(args)
                 failure = None
+            except KeyboardInterrupt:
+                raise
             except CorefaceError as exc:
                 failure = str(exc)
             except Exception as exc:  # noqa: BLE001 - an optional step's library error is reported, not raised
@@ -113,14 +122,22 @@ class Tour:
 
 def prepare_folder(out: Path) -> None:
     """Start from an empty ``out``; replace an earlier demo's folder, never anything else."""
-    if out.exists():
-        if not out.is_dir():
-            raise CorefaceError(f"{out}: exists and is not a folder; choose another --out")
-        if any(out.iterdir()):
-            if not (out / MARKER).is_file():
-                raise CorefaceError(f"{out}: folder is not empty and not an earlier demo's; choose another --out")
-            shutil.rmtree(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise CorefaceError(f"{out}: exists and is not a folder; choose another --out")
+    if out.exists() and any(out.iterdir()):
+        if not is_demo_folder(out) or out.resolve() in (Path.cwd().resolve(), Path.home().resolve()):
+            raise CorefaceError(f"{out}: folder is not empty and not an earlier demo's; choose another --out")
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def is_demo_folder(out: Path) -> bool:
+    """Whether ``out`` holds the marker an earlier demo run wrote (not just a file of that name)."""
+    try:
+        marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("tool") == "coreface-edge demo" and marker.get("status") in MARKER_STATES
 
 
 def copy_samples(samples: DemoSamples, out: Path) -> tuple[DemoSamples, str]:
@@ -131,18 +148,18 @@ def copy_samples(samples: DemoSamples, out: Path) -> tuple[DemoSamples, str]:
     by_person = out / "labelled"
     for person in copied.people():
         for photo in (copied.enroll / person).iterdir():
-            _link(photo, by_person / person / f"enroll_{photo.name}")
+            _copy(photo, by_person / person / f"enroll_{photo.name}")
     for visit in copied.visits():
-        _link(copied.camera / visit.frame, by_person / visit.identity / f"camera_{visit.frame}")
+        _copy(copied.camera / visit.frame, by_person / visit.identity / f"camera_{visit.frame}")
     photos = sum(1 for _ in copied.root.rglob("*.jpg"))
     note = (
-        f"{photos} CFP photos (identities 401-424, never trained on): {len(copied.people())} people to enroll, "
+        f"{photos} CFP photos of people the model never saw: {len(copied.people())} to enroll, "
         f"{len(copied.visits())} camera frames, {sum(1 for _ in copied.calibration.glob('*.jpg'))} calibration photos"
     )
     return copied, note
 
 
-def _link(source: Path, target: Path) -> None:
+def _copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
 

@@ -62,7 +62,7 @@ def export_command(
     console.print(table)
     console.print(f"parity vs PyTorch on {result.parity.faces} faces passed; wrote {result.path}", soft_wrap=True)
     if result.threshold is not None:
-        console.print(f"operating threshold from the model card: wrote {result.threshold} (gate and enroll use it)", soft_wrap=True)
+        console.print(f"operating threshold (gate and enroll use it): {result.threshold}", soft_wrap=True)
 
 
 def build_command(
@@ -99,6 +99,25 @@ def build_command(
     )
     console.print(table)
     console.print(f"wrote {result.engine} and {result.sidecar.name}", soft_wrap=True)
+    _carry_threshold(model, result.engine, info.precision, info.contract.fingerprint, console)
+
+
+def _carry_threshold(model: Path, engine: Path, precision: str, fingerprint: str, console: Console) -> None:
+    """FP32/FP16 engines score like their ONNX: they take its operating threshold; INT8 does not."""
+    from ..errors import CorefaceError
+    from ..gate.threshold import carry_threshold, sidecar_path
+
+    if not sidecar_path(model).is_file():
+        return
+    if precision == "int8":
+        console.print(f"[yellow]note:[/] INT8 scores differ from {model.name}'s: measure this engine's threshold (coreface-edge threshold --store)")
+        return
+    try:
+        carried = carry_threshold(model, engine, fingerprint, f"measured on {model.name}, carried to this {precision} engine")
+    except CorefaceError as exc:
+        console.print(f"[yellow]note:[/] threshold not carried: {exc}", soft_wrap=True)
+        return
+    console.print(f"operating threshold of {model.name} carried to {carried}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

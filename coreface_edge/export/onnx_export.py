@@ -8,7 +8,6 @@ aligned faces. The file appears under its final name only once parity has passed
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import time
@@ -19,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..atomic import atomic_path
-from ..contract import CROP_SIZE, InputContract
+from ..contract import CROP_SIZE, InputContract, scores_fingerprint
 from ..errors import CorefaceError
 from .fold_bn import fold_fc_batchnorm
 from .onnx_meta import contract_metadata, set_metadata
@@ -48,14 +47,6 @@ class ExportResult:
     parity: ParityReport
     seconds: float
     threshold: Path | None = None  # the gate's threshold file, from the artefact's measured operating point
-
-
-def export_fingerprint(checkpoint_sha256: str, opts: ExportOptions) -> str:
-    """What galleries and thresholds are tied to: the checkpoint, and whether the graph adds the
-    mirror image's embedding (that changes every score; the other options do not)."""
-    if not opts.fuse_flip:
-        return checkpoint_sha256
-    return hashlib.sha256(f"{checkpoint_sha256}+flip".encode()).hexdigest()
 
 
 def export_contract(architecture: str, embedding_size: int, fingerprint: str, opts: ExportOptions) -> InputContract:
@@ -115,7 +106,7 @@ def export_onnx(
     crops = load_parity_crops() if parity_crops is None else parity_crops
     start = time.perf_counter()
     backbone, metadata = load_backbone_artifact(checkpoint)
-    contract = export_contract(backbone.architecture, int(backbone.embedding_size), export_fingerprint(checkpoint_fingerprint(checkpoint), opts), opts)
+    contract = export_contract(backbone.architecture, int(backbone.embedding_size), scores_fingerprint(checkpoint_fingerprint(checkpoint), opts.fuse_flip), opts)
     graph = EmbeddingGraph(backbone, contract).eval()
     reference_graph = EmbeddingGraph(backbone, InputContract(flip_fused=opts.fuse_flip, l2_normalized=opts.l2_normalize)).eval()
     if opts.bake_preprocess:
@@ -166,10 +157,19 @@ def export_onnx(
 def store_operating_threshold(model: Path, fingerprint: str, point: dict | None, opts: ExportOptions) -> Path | None:
     """Write ``<model>.threshold.json`` from the operating point measured for this artefact (the
     shipped model's card carries one), so ``gate`` runs without a threshold of the user's own.
-    Not for a flip-fused export: its scores differ from the measured ones."""
+    Not for a flip-fused export (its scores differ from the measured ones), and never over a
+    threshold already stored for this model (one the user measured on their own faces)."""
+    from ..gate.threshold import OperatingThreshold, load_threshold, sidecar_path, store_threshold
+
     if not point or opts.fuse_flip:
         return None
-    from ..gate.threshold import OperatingThreshold, store_threshold
-
-    fields = {k: point[k] for k in ("threshold", "far_target", "far", "tar", "genuine_pairs", "impostor_pairs", "data", "reject_threshold")}
-    return store_threshold(model, OperatingThreshold(**fields, fingerprint=fingerprint, created=time.time()))
+    keys = ("threshold", "far_target", "far", "tar", "genuine_pairs", "impostor_pairs", "data", "reject_threshold")
+    missing = [k for k in keys if k not in point]
+    if missing:
+        raise CorefaceError(f"{model}: the artefact's operating_threshold lacks {', '.join(missing)}; the ONNX is written, the threshold is not")
+    try:
+        if load_threshold(model, fingerprint) is not None:
+            return sidecar_path(model)
+    except CorefaceError:
+        pass  # another model's threshold under this name: replaced below
+    return store_threshold(model, OperatingThreshold(**{k: point[k] for k in keys}, fingerprint=fingerprint, created=time.time()))

@@ -55,7 +55,8 @@ def enroll_command(
     import numpy as np
 
     from ..profiling.progress import advancer, progress_bar
-    from .enroll import embed_all, from_camera, from_images, look_alikes
+    from ..runtime.base import embed_in_batches
+    from .enroll import from_camera, from_images, look_alikes
     from .gallery import Gallery, model_mismatch
     from .pipeline import FULL_RESOLUTION
     from .sources import folder_images, open_source
@@ -86,7 +87,7 @@ def enroll_command(
         if not got.crops:
             raise CorefaceError(f"{images or camera}: no usable face ({len(got.skipped)} skipped); nothing enrolled")
         crops = np.stack(got.crops)
-        embeddings = embed_all(front, crops)
+        embeddings = embed_in_batches(front.embed_fn, crops)
         warn_at = threshold if threshold is not None else getattr(load_threshold(model, fingerprint), "threshold", None)
         similar = look_alikes(store, fingerprint, embeddings, warn_at) if warn_at is not None else []
         person_id = store.add_person(

@@ -15,7 +15,6 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import CorefaceError
-from ..runtime.base import embed_in_batches
 from .gallery import Gallery
 from .matcher import Matcher
 from .pipeline import FaceFrontEnd
@@ -88,10 +87,6 @@ def from_camera(
     if len(got.crops) < n:
         raise CorefaceError(f"camera: only {len(got.crops)} of {n} good frames before {why} (last advice: {last_advice}); nothing enrolled")
     return got
-
-
-def embed_all(front: FaceFrontEnd, crops: np.ndarray) -> np.ndarray:
-    return embed_in_batches(front.embed_fn, crops)
 
 
 def look_alikes(gallery: Gallery, model: str, embeddings: np.ndarray, threshold: float) -> list[tuple[str, float]]:

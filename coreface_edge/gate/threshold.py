@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,16 @@ def load_threshold(model: str | Path, fingerprint: str) -> OperatingThreshold | 
     if chosen.fingerprint != fingerprint:
         raise CorefaceError(f"{path}: computed for model {chosen.fingerprint[:12]}, this is {fingerprint[:12]}: rerun coreface-edge threshold --store")
     return chosen
+
+
+def carry_threshold(source: str | Path, target: str | Path, fingerprint: str, note: str) -> Path | None:
+    """Store ``source``'s threshold for ``target``, a converted copy that scores like it (an FP32
+    or FP16 engine: cosine to the source ~1 - 1e-5), noting where it was measured; None when
+    ``source`` has none. Not for INT8: its scores shift by more than thresholds near 0.99 allow."""
+    stored = load_threshold(source, fingerprint)
+    if stored is None:
+        return None
+    return store_threshold(target, replace(stored, data=f"{stored.data}; {note}", created=time.time()))
 
 
 def resolve_threshold(model: str | Path, fingerprint: str, given: float | None) -> tuple[float, str, OperatingThreshold | None]:

@@ -201,7 +201,7 @@ def benchmark(
     settings = {
         "checkpoint": str(model),
         "protocol": scored_on,
-        "calibration": str(calib) if calib else f"up to {CALIBRATION_FACES} aligned faces of identities outside {identities}",
+        "calibration": str(calib) if calib else f"up to {CALIBRATION_FACES} aligned faces of identities outside {identities}" if data else "none (no INT8 format)",
         "latency": f"p50 at batch 1, throughput at batch 32, {iterations} timed calls after {warmup} warm-up",
         "models": str(out / "models"),
     }

@@ -10,13 +10,13 @@ import numpy as np
 from ..contract import InputContract
 
 Embedder = Callable[[np.ndarray], np.ndarray]
+"""Any function from uint8 BGR aligned crops ``(N, 112, 112, 3)`` to ``(N, D)`` float32."""
 EMBED_BATCH = 32
 
 
 def embed_in_batches(embed: Embedder, crops: np.ndarray, batch_size: int = EMBED_BATCH) -> np.ndarray:
     """``(N, D)`` embeddings of ``crops``, ``batch_size`` crops per call (bounded memory)."""
     return np.concatenate([embed(crops[i : i + batch_size]) for i in range(0, len(crops), batch_size)])
-"""Any function from uint8 BGR aligned crops ``(N, 112, 112, 3)`` to ``(N, D)`` float32."""
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..contract import InputContract
+from ..contract import InputContract, scores_fingerprint
 from .base import contract_info
 
 
@@ -35,7 +35,7 @@ class TorchBackend:
         self.contract = InputContract(
             embedding_size=int(model.embedding_size),
             architecture=model.architecture,
-            fingerprint=checkpoint_fingerprint(self.path),
+            fingerprint=scores_fingerprint(checkpoint_fingerprint(self.path), flip_fused),
             flip_fused=flip_fused,
             l2_normalized=l2_normalized,
         )
