@@ -194,3 +194,33 @@ def test_fp16_parity(mobilefacenet_onnx: Path, holdout_dir: Path, tmp_path: Path
     report = json.loads((tmp_path / "mbf_fp16.report.json").read_text())
     assert report["guard"]["passed"] and report["guard"]["mean_cosine"] > 0.999
     assert (tmp_path / "mbf_fp16.roc.png").stat().st_size > 1000
+
+
+def test_quantizer_without_the_range_cache_gives_the_same_model(mobilefacenet_onnx: Path, parity_faces: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Older ONNX Runtime releases (Python 3.10 wheels up to 1.23, Jetson builds) have no
+    ``calibration_cache_path``: the Quantizer then calibrates on each call and reads the ranges
+    with ORT's own calibrator. Same data, same method -> the same scales and ranges."""
+    from coreface_edge.calibration import quantize as quantize_module
+    from coreface_edge.calibration.quantize import Quantizer, ranges_cached
+    from coreface_edge.calibration.scheme import choose_scheme
+
+    contract = open_backend(mobilefacenet_onnx).contract
+    scheme = choose_scheme("tensorrt", host_isa())
+
+    def run(tag: str) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, float]]]:
+        with Quantizer(mobilefacenet_onnx, parity_faces, contract, scheme, "minmax") as quantizer:
+            model = onnx.load(str(quantizer.quantize(tmp_path / f"{tag}.onnx")))
+            ranges = {r.name: (r.low, r.high) for r in quantizer.ranges()}
+        scales = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("_scale")}
+        return scales, ranges
+
+    has_cache = ranges_cached()
+    if has_cache:
+        cached_scales, cached_ranges = run("cached")
+    monkeypatch.setattr(quantize_module, "ranges_cached", lambda: False)
+    scales, ranges = run("uncached")
+    assert scales and ranges and len(open_backend(tmp_path / "uncached.onnx").embed(parity_faces)) == len(parity_faces)
+    if has_cache:
+        assert scales.keys() == cached_scales.keys() and all(np.allclose(scales[k], cached_scales[k]) for k in scales)
+        assert ranges.keys() == cached_ranges.keys()
+        assert all(np.allclose(ranges[k], cached_ranges[k], rtol=1e-5, atol=1e-6) for k in ranges)

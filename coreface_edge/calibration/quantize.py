@@ -1,8 +1,9 @@
 """Static INT8 quantization with ONNX Runtime's tooling (pre-processing + ``quantize_static``, Q/DQ).
 
-A :class:`Quantizer` pre-processes the FP32 model once and calibrates once (the tensor ranges
-are cached as JSON), so quantizing again with other nodes left in float costs no new
-calibration -- what the sensitivity search needs.
+A :class:`Quantizer` pre-processes the FP32 model once and, where ONNX Runtime can cache the
+calibrated ranges (newer releases), calibrates once, so quantizing again with other nodes left
+in float costs no new calibration -- what the sensitivity search needs. Older releases calibrate
+on every call: slower, the same result.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class Quantizer:
                     nodes_to_exclude=list(nodes_to_exclude),
                     calibrate_method=self._method,
                     extra_options=extra,
-                    calibration_cache_path=str(self.cache),
+                    **({"calibration_cache_path": str(self.cache)} if ranges_cached() else {}),
                 )
         finally:
             logging.getLogger().setLevel(level)
@@ -169,11 +170,29 @@ class Quantizer:
 
     def ranges(self) -> list[TensorRange]:
         """Calibrated ranges of every activation tensor (after the first :meth:`quantize`)."""
-        from onnxruntime.quantization.calibrate import load_tensors_data
+        if self.cache.is_file():
+            from onnxruntime.quantization.calibrate import load_tensors_data
 
-        data = load_tensors_data(self.cache)
+            data = load_tensors_data(self.cache)
+        else:  # an ONNX Runtime without the range cache: calibrate once more, with its own calibrator
+            from onnxruntime.quantization.calibrate import create_calibrator
+
+            calibrator = create_calibrator(self.preprocessed, augmented_model_path=str(self.workdir / "augmented.onnx"), calibrate_method=self._method)
+            calibrator.collect_data(CalibrationFeed(self.crops, self.contract))
+            data = calibrator.compute_data()
         out = []
         for name, value in data.data.items():
             low, high = value.range_value
             out.append(TensorRange(name, float(np.min(low)), float(np.max(high))))
         return out
+
+
+def ranges_cached() -> bool:
+    """Whether this ONNX Runtime's ``quantize_static`` caches the calibrated ranges (newer
+    releases): then quantizing again with other nodes in float costs no new calibration; older
+    ones (a Jetson's ORT build, Python 3.10 wheels up to 1.23) calibrate on every call."""
+    import inspect
+
+    from onnxruntime.quantization import quantize_static
+
+    return "calibration_cache_path" in inspect.signature(quantize_static).parameters
