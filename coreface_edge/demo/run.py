@@ -18,24 +18,24 @@ from ..calibration.calibset import load_calibration_set
 from ..profiling.benchmark import missing_module
 from .samples import DemoSamples
 from .scoring import LET_THROUGH, STRANGER_IN, WRONG_PERSON, GateScore, score_decisions
-from .tour import BENCHMARK_ITERATIONS, MARKER, SHIPPED_MODEL, SPEED_ITERATIONS, Tour, copy_samples, prepare_folder, read_json
+from .tour import BENCHMARK_ITERATIONS, MARKER, MARKER_TOOL, SHIPPED_MODEL, SPEED_ITERATIONS, Tour, copy_samples, prepare_folder, read_json
 
 GATE_VOTING = ["--vote-k", "1", "--vote-n", "1", "--cooldown", "0"]  # every photo is one attempt at the door
 FACES, CALIB, GALLERY = "faces", "calib.npz", "gallery.db"
 
 
 def run_demo(samples: DemoSamples, out: Path, console: Console) -> dict[str, Any]:
-    """Run every step into ``out``; returns the summary (also written as ``out/demo.json``)."""
+    """Run every step into ``out``; returns the summary (also written as the folder's marker, ``MARKER``)."""
     start = time.perf_counter()
     prepare_folder(out)
-    write_text_atomic(out / MARKER, json.dumps({"tool": "coreface-edge demo", "output": str(out), "status": "running"}) + "\n")  # a failed run's folder is ours to replace
+    write_text_atomic(out / MARKER, json.dumps({"tool": MARKER_TOOL, "output": str(out), "status": "running"}) + "\n")  # a failed run's folder is ours to replace
     tour = Tour(out, console)
     local = tour.internal("samples", f"copy the bundled photos to {out / 'samples'}", lambda: copy_samples(samples, out))
     model, gate_model, quantized = _models(tour, out, local)
     score = _gate(tour, out, local, gate_model)
     bench, latency = _measurements(tour, out, local, model, gate_model)
     summary = {
-        "tool": "coreface-edge demo",
+        "tool": MARKER_TOOL,
         "output": str(out),
         "status": "finished",
         "seconds": time.perf_counter() - start,

@@ -23,6 +23,7 @@ from .samples import DemoSamples
 T = TypeVar("T")
 SHIPPED_MODEL = "mobilefacenet_coreface"
 MARKER = "coreface-demo.json"  # written first, then with the summary: a folder with it is an earlier demo's and may be replaced
+MARKER_TOOL = "coreface-edge demo"
 MARKER_STATES = ("running", "finished")
 INTERRUPTED = 130
 SPEED_ITERATIONS = 5
@@ -137,7 +138,7 @@ def is_demo_folder(out: Path) -> bool:
         marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(marker, dict) and marker.get("tool") == "coreface-edge demo" and marker.get("status") in MARKER_STATES
+    return isinstance(marker, dict) and marker.get("tool") == MARKER_TOOL and marker.get("status") in MARKER_STATES
 
 
 def copy_samples(samples: DemoSamples, out: Path) -> tuple[DemoSamples, str]:
