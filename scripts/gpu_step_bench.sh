@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 3 (speed), one GPU call: throughput of the real trainer loop (scripts/step_bench.py) for
 # iresnet50, bf16, batch 128, ArcFace vs CoReFace, before and after the removal of the per-step
-# host<->device synchronisation (docs/benchmarks.d/sync.md). Synthetic batch (400 classes), so no
+# host<->device synchronisation (docs/benchmarks.md, "Training step without host syncs"). Synthetic batch (400 classes), so no
 # data needs to travel; before/after alternate twice on the same warm GPU, then one "after" run
 # with torch.backends.cudnn.benchmark on (not a change made here: its effect, for the next step).
 #   BEFORE=a copy of the package before the change (folder holding coreface_edge/), carried;
@@ -42,7 +42,7 @@ fi
 python3 - "$OUT" <<'EOF'
 import json, pathlib, sys
 rows = [(p.stem, json.loads(p.read_text())) for p in sorted(pathlib.Path(sys.argv[1]).glob("step_*.json"))]
-print(f"{'run':<32}{'ArcFace img/s':>14}{'CoReFace img/s':>16}{'CoReFace/ArcFace step':>23}")
+print(f"{'run':<32}{'ArcFace img/s':>14}{'CoReFace img/s':>16}{'CoReFace/ArcFace step':>23}{'paired':>8}")
 for name, r in rows:
-    print(f"{name:<32}{r['arcface_img_s']:>14.0f}{r['coreface_img_s']:>16.0f}{r['coreface_over_arcface']:>23.3f}")
+    print(f"{name:<32}{r['arcface_img_s']:>14.0f}{r['coreface_img_s']:>16.0f}{r['coreface_over_arcface']:>23.3f}{r['coreface_over_arcface_paired']:>8.3f}")
 EOF

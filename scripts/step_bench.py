@@ -118,6 +118,8 @@ def main() -> None:
         "arcface_step_s": arc,
         "coreface_step_s": core,
         "coreface_over_arcface": core / arc,
+        # each CoReFace epoch against the ArcFace epoch just before it: less exposed to drift
+        "coreface_over_arcface_paired": statistics.median(c / a for a, c in zip(wall[False], wall[True])),
         "arcface_step_cpu_s": statistics.median(cpu[False]),
         "coreface_step_cpu_s": statistics.median(cpu[True]),
         "arcface_img_s": cfg.optim.batch_size / arc,
