@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__
-from .errors import CorefaceError
+from .errors import CorefaceError, one_line
 
 COMMAND_MODULES = (  # in the order of the job: data -> train -> evaluate -> deploy -> run -> measure
     "coreface_edge.data.commands",
@@ -67,7 +67,7 @@ def main() -> None:
     try:
         app()
     except CorefaceError as exc:
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(one_line(exc))}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")

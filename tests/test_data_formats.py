@@ -249,6 +249,14 @@ def test_imagefolder_classes_labels_and_identity_filter(tmp_path: Path, photo_cr
         ImageFolder(root, identities="1-400")
     with pytest.raises(CorefaceError, match="not a folder"):
         ImageFolder(root / "missing")
+    release = tmp_path / "ms1m"  # an insightface release folder given as an ImageFolder
+    release.mkdir()
+    (release / "train.idx").write_text("")
+    with pytest.raises(CorefaceError, match=r"ms1m: no class sub-folders, but it holds the RecordIO file train\.idx: to train on it set data\.format=recordio"):
+        ImageFolder(release)
+    (release / "train.rec").write_bytes(b"")
+    with pytest.raises(CorefaceError, match=r"holds the RecordIO file train\.rec: .*data\.format=recordio"):
+        ImageFolder(release, identities="1-8")
     # the same folder packs into RecordIO and reads back identically
     rec = tmp_path / "folder.rec"
     write_insightface_pack(rec, ((p.read_bytes(), label) for p, label in folder.samples))

@@ -76,6 +76,17 @@ def test_config_rejects_unknown_keys_and_wrong_types(tmp_path: Path) -> None:
         load_config(None, ["data.root=x", "optim.lr"])
     with pytest.raises(CorefaceError, match="data.root is not set"):
         load_config(None, [])
+    with pytest.raises(CorefaceError, match=r"override 'optim.milestones=\[1,2': cannot parse the value .* line 1, column 5"):
+        load_config(None, ["data.root=x", "optim.milestones=[1,2"])
+    for override, message in [
+        ("log_every=0", "log_every must be >= 1"),
+        ("optim.base_batch=0", "optim.base_batch must be >= 1"),
+        ("eval.every_epochs=-1", "eval.every_epochs must be >= 0"),
+        ("optim.epochs=2", r"two-view phase would start at epoch 10 .* optim.epochs=2"),
+    ]:
+        with pytest.raises(CorefaceError, match=message):
+            load_config(None, ["data.root=x", override])
+    assert load_config(None, ["data.root=x", "optim.epochs=2", "method.name=arcface"]).first_two_view_epoch() is None
 
 
 def test_config_toml_and_overrides(tmp_path: Path) -> None:
@@ -88,6 +99,23 @@ def test_config_toml_and_overrides(tmp_path: Path) -> None:
     cfg.write_text("seed = [\n")
     with pytest.raises(CorefaceError, match="cannot parse"):
         load_config(cfg)
+    yml = tmp_path / "c.yaml"
+    yml.write_text("data:\n  root: x\nseed: [\n")
+    with pytest.raises(CorefaceError, match=r"c\.yaml: cannot parse .* at line 4, column 1"):
+        load_config(yml)
+
+
+def test_cosface_gets_its_own_margin_unless_one_is_set() -> None:
+    from coreface_edge.training.module import FaceTrainModule
+    from coreface_edge.models import build_backbone
+
+    def head_margin(*overrides: str) -> float:
+        cfg = load_config(None, ["data.root=x", *overrides])
+        return FaceTrainModule(build_backbone("mobilefacenet", 8, blocks=[1, 1, 1, 1]), cfg, num_classes=3).loss.head.margin
+
+    assert head_margin() == 0.5 and head_margin("head.name=cosface") == 0.35 and head_margin("head.name=cosface", "head.margin=0.2") == 0.2
+    with pytest.raises(CorefaceError, match=r"bad arguments .*blocks must be 4 positive integers"):
+        build_backbone("mobilefacenet", 8, blocks=[1, 1])
 
 
 def test_config_errors_through_the_cli(tmp_path: Path) -> None:
@@ -268,6 +296,72 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_faces: Pa
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["step"] == bad_step - 1
 
 
+def test_a_checkpoint_is_never_written_from_non_finite_weights(straight_run: Path, tiny_faces: Path, tmp_path: Path) -> None:
+    """A finite loss does not prove finite weights: an inf BatchNorm running variance (here from
+    the starting weights; in practice an overflow at a huge LR) leaves the train-mode loss finite.
+    The run must stop at its first checkpoint instead of saving a checkpoint that cannot resume."""
+    state = torch.load(straight_run / "backbone.pt", weights_only=True)["state_dict"]
+    state["layers.0.layers.1.running_var"] = torch.full_like(state["layers.0.layers.1.running_var"], float("inf"))
+    torch.save(state, tmp_path / "poisoned.pth")
+    cfg = tiny_config(tiny_faces, tmp_path / "out", f"model.init_from={tmp_path / 'poisoned.pth'}", "checkpoint_every=3", "log_every=1")
+    with pytest.raises(CorefaceError, match=r"backbone\.layers\.0\.layers\.1\.running_var became NaN/inf by step 3 .*no checkpoint was written"):
+        train(cfg)
+    assert not (tmp_path / "out" / CHECKPOINT_NAME).exists()
+    assert np.isfinite(losses(tmp_path / "out")).all() and len(losses(tmp_path / "out")) == 3
+
+
+def test_resume_applies_a_changed_lr_and_refuses_another_process_count(tiny_faces: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / f".{CHECKPOINT_NAME}.x1y2.tmp").write_bytes(b"half a checkpoint")  # left by a killed run
+    assert train(tiny_config(tiny_faces, out, "max_steps=3")) is None
+    assert not list(out.glob("*.tmp"))
+    assert train(tiny_config(tiny_faces, out, "max_steps=5", "optim.lr=0.05"), resume=True, allow_config_change=True) is None
+    lrs = {r["step"]: r["lr"] for r in read_metrics(out / "metrics.jsonl")}
+    assert lrs[3] == pytest.approx(0.2) and lrs[4] == lrs[5] == pytest.approx(0.05)
+    with pytest.raises(CorefaceError, match="the checkpoint holds a mobilefacenet model, the config asks for iresnet18"):
+        train(tiny_config(tiny_faces, out, "model.backbone=iresnet18", "model.options={}"), resume=True, allow_config_change=True)
+    with pytest.raises(CorefaceError, match=r"does not fit this model \(backbone\.features\.layers\.2\.weight has shape \(512, 512\), the model needs \(128, 512\)\)"):
+        train(tiny_config(tiny_faces, out, "model.embedding_size=128"), resume=True, allow_config_change=True)
+    ckpt = load_checkpoint(out / CHECKPOINT_NAME)
+    assert ckpt["world_size"] == 1
+    torch.save({**ckpt, "world_size": 2}, out / CHECKPOINT_NAME)
+    with pytest.raises(CorefaceError, match=r"written by a run of 2 process\(es\), this one has 1"):
+        train(tiny_config(tiny_faces, out, "max_steps=5", "optim.lr=0.05"), resume=True)
+
+
+def test_evaluation_settings_are_checked_before_training(tiny_faces: Path, tmp_path: Path, cfp_root: Path) -> None:
+    with pytest.raises(CorefaceError, match=r"eval.cfp_root=.*nowhere: no Protocol/ folder"):
+        train(tiny_config(tiny_faces, tmp_path / "a", "eval.every_epochs=1", f"eval.cfp_root={tmp_path / 'nowhere'}"))
+    with pytest.raises(CorefaceError, match=r"eval.aligned_dir=.*no aligned CFP crops of identities 401-500"):
+        train(tiny_config(tiny_faces, tmp_path / "b", "eval.every_epochs=1", f"eval.cfp_root={cfp_root}"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_periodic_evaluation_scores_verification_bins(tiny_faces: Path, tmp_path: Path) -> None:
+    """``eval.bins``: an insightface-style .bin (real crops, alternating same / different pairs)
+    is scored after each epoch and shows in metrics.jsonl; a missing .bin stops the run first."""
+    from coreface_edge.data.verification_bin import write_verification_bin
+
+    people = sorted(p for p in tiny_faces.iterdir() if p.is_dir())
+    bins, issame = [], []
+    for k in range(10):
+        a, b = people[k % len(people)], people[(k + 1) % len(people)]
+        same = k % 2 == 0
+        right = a / "frontal_02.jpg" if same else b / "frontal_01.jpg"
+        bins += [(a / "frontal_01.jpg").read_bytes(), right.read_bytes()]
+        issame.append(same)
+    write_verification_bin(tmp_path / "mini.bin", bins, issame)
+    out = tmp_path / "out"
+    train(tiny_config(tiny_faces, out, "eval.every_epochs=1", f"eval.bins=[{tmp_path / 'mini.bin'}]"))
+    evals = read_metrics(out / "metrics.jsonl", kind="eval")
+    assert [r["epoch"] for r in evals] == [1, 2]
+    assert all(0.0 <= r["mini_acc"] <= 1.0 and 0.0 <= r["mini_auc"] <= 1.0 and "mini_tar@1e-3" in r for r in evals)
+    with pytest.raises(CorefaceError, match=r"eval.bins: .*absent.bin: file not found"):
+        train(tiny_config(tiny_faces, tmp_path / "o2", "eval.every_epochs=1", f"eval.bins=[{tmp_path / 'absent.bin'}]"))
+    assert not (tmp_path / "o2").exists()
+
+
 def test_recordio_pack_trains_with_worker_processes(tiny_faces: Path, tmp_path: Path) -> None:
     """The same faces packed as insightface RecordIO; 2 loader workers each open their own handle."""
     from coreface_edge.data.imagefolder import ImageFolder
@@ -283,8 +377,9 @@ def test_recordio_pack_trains_with_worker_processes(tiny_faces: Path, tmp_path: 
         train(tiny_config(tmp_path, tmp_path / "out2", "data.format=recordio", "data.identities=1-3"))
 
 
-def test_init_from_an_arcface_torch_checkpoint(tiny_faces: Path, tmp_path: Path) -> None:
-    """``--init-from``: DDP-prefixed keys in the insightface layout load; another architecture is refused."""
+def test_init_from_an_arcface_torch_checkpoint(straight_run: Path, tiny_faces: Path, tmp_path: Path) -> None:
+    """``--init-from``: DDP-prefixed keys in the insightface layout load, so do our own checkpoint and
+    artefact; another architecture is refused."""
     from coreface_edge.models import build_backbone
 
     donor = build_backbone("mobilefacenet", 512, blocks=[1, 1, 1, 1])
@@ -298,6 +393,14 @@ def test_init_from_an_arcface_torch_checkpoint(tiny_faces: Path, tmp_path: Path)
     torch.save(build_backbone("iresnet18").state_dict(), tmp_path / "r18.pth")
     with pytest.raises(CorefaceError, match="another architecture"):
         train(tiny_config(tiny_faces, tmp_path / "bad", f"model.init_from={tmp_path / 'r18.pth'}"))
+    key = "conv_sep.layers.0.weight"
+    artefact = torch.load(straight_run / "backbone.pt", weights_only=True)["state_dict"]
+    for source, expected in ((out / CHECKPOINT_NAME, loaded["module"][f"backbone.{key}"]), (straight_run / "backbone.pt", artefact[key])):
+        again = tmp_path / f"from-{source.name}"  # our own training checkpoint and backbone artefact
+        train(tiny_config(tiny_faces, again, f"model.init_from={source}", "max_steps=1", "optim.lr=1e-12"))
+        torch.testing.assert_close(load_checkpoint(again / CHECKPOINT_NAME)["module"][f"backbone.{key}"], expected, rtol=0, atol=1e-6)
+    with pytest.raises(CorefaceError, match="a mobilefacenet backbone artefact, the config asks for iresnet18"):
+        train(tiny_config(tiny_faces, tmp_path / "bad3", "model.backbone=iresnet18", "model.options={}", f"model.init_from={straight_run / 'backbone.pt'}"))
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CorefaceError, match="not a readable torch checkpoint"):
         train(tiny_config(tiny_faces, tmp_path / "bad2", f"model.init_from={tmp_path / 'junk.pth'}"))

@@ -29,6 +29,7 @@ class ImageFolder:
         if not self.root.is_dir():
             raise CorefaceError(f"{self.root}: not a folder")
         folders = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        packs = [] if folders else sorted(self.root.glob("*.rec")) or sorted(self.root.glob("*.idx"))
         if identities is not None:
             keep = set(parse_identities(identities, upper=10**9) if isinstance(identities, str) else identities)
             folders = [p for p in folders if p.name.isdigit() and int(p.name) in keep]
@@ -39,6 +40,11 @@ class ImageFolder:
             for path in sorted(folder.iterdir())
             if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
         ]
+        if packs:  # an insightface release (train.rec + train.idx), not an ImageFolder
+            raise CorefaceError(
+                f"{self.root}: no class sub-folders, but it holds the RecordIO file {packs[0].name}:"
+                " to train on it set data.format=recordio (other commands take the .rec file itself)"
+            )
         if not self.samples:
             raise CorefaceError(f"{self.root}: no images in class sub-folders" + (" for the requested identities" if identities is not None else ""))
 

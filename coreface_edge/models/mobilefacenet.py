@@ -142,4 +142,6 @@ class MobileFaceNet(nn.Module):
 @register_backbone("mobilefacenet")
 def mobilefacenet(embedding_size: int = 512, blocks: tuple[int, int, int, int] = (1, 4, 6, 2), scale: int = 1) -> MobileFaceNet:
     """MobileFaceNet; ``scale=2`` reproduces arcface_torch's ``mbf`` (about 2M parameters)."""
+    if len(blocks) != 4 or any(not isinstance(b, int) or b < 1 for b in blocks):
+        raise ValueError(f"blocks must be 4 positive integers (one per stage), got {list(blocks)}")
     return MobileFaceNet(embedding_size, tuple(blocks), scale)

@@ -56,8 +56,8 @@ def build_backbone(name: str, embedding_size: int = 512, **kwargs: Any) -> nn.Mo
         raise CorefaceError(f"backbone {name}: embedding_size must be a positive integer, got {embedding_size!r}")
     try:
         model = factory(embedding_size=embedding_size, **kwargs)
-    except TypeError as exc:
-        raise CorefaceError(f"backbone {name}: bad arguments {sorted(kwargs)} ({exc})") from None
+    except (TypeError, ValueError, IndexError) as exc:  # unknown keyword, a value of the wrong kind or length
+        raise CorefaceError(f"backbone {name}: bad arguments {kwargs} ({exc})") from None
     model.architecture = name
     model.build_kwargs = dict(kwargs)
     return model

@@ -35,20 +35,37 @@ def _strip_prefixes(key: str) -> str:
     return key
 
 
+def _backbone_weights(stored: object, arch: str, source: str) -> object:
+    """The backbone weights inside a known container (else ``stored`` itself)."""
+    if not isinstance(stored, Mapping):
+        return stored
+    if "state_dict_backbone" in stored:  # arcface_torch training checkpoint
+        return stored["state_dict_backbone"]
+    fmt = stored.get("format")
+    if isinstance(fmt, str) and fmt.startswith("coreface-edge-backbone/"):  # our artefact
+        if stored.get("architecture") != arch:
+            raise CorefaceError(f"{source}: a {stored.get('architecture')} backbone artefact, the config asks for {arch}")
+        return stored["state_dict"]
+    if isinstance(fmt, str) and fmt.startswith("coreface_edge.training/"):  # our training checkpoint
+        return {k[len("backbone."):]: v for k, v in stored["module"].items() if k.startswith("backbone.")}
+    return stored
+
+
 def load_insightface_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "state_dict") -> nn.Module:
     """Load an arcface_torch backbone ``state_dict`` into ``model`` with strict key/shape checks.
 
-    Accepts a bare state dict, an arcface_torch training checkpoint (``state_dict_backbone``) and
-    ``module.``-prefixed (DDP) keys. The first missing, unexpected or mis-shaped key raises a
-    one-line ``CorefaceError`` naming it (a checkpoint from another architecture fails here).
+    Accepts a bare state dict, an arcface_torch training checkpoint (``state_dict_backbone``),
+    ``module.``-prefixed (DDP) keys, and coreface-edge's own files: a backbone artefact
+    (``backbone.pt``) or a training checkpoint (``last.pt``, its ``backbone.*`` weights). The first
+    missing, unexpected or mis-shaped key raises a one-line ``CorefaceError`` naming it (a
+    checkpoint from another architecture fails here).
     """
-    if isinstance(state_dict, Mapping) and "state_dict_backbone" in state_dict:
-        state_dict = state_dict["state_dict_backbone"]
+    target = unwrap(model)
+    arch = getattr(target, "architecture", "") or type(target).__name__
+    state_dict = _backbone_weights(state_dict, arch, source)
     if not isinstance(state_dict, Mapping):
         raise CorefaceError(f"{source}: expected a state_dict (mapping of tensors), got {type(state_dict).__name__}")
-    target = unwrap(model)
     expected = target.state_dict()
-    arch = getattr(target, "architecture", "") or type(target).__name__
     given = {_strip_prefixes(k): v for k, v in state_dict.items()}
     for key, value in given.items():
         if key not in expected:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +35,40 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` (plus the format tag and RNG states) to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "rng": rng_state(), **state}, tmp)
+    """Write ``state`` (plus the format tag and RNG states) to ``path`` atomically (fsync before the rename)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save({"format": FORMAT, "rng": rng_state(), **state}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the half-written checkpoints a killed run left in ``folder``; returns them."""
+    stale = sorted(folder.glob(f".{CHECKPOINT_NAME}.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def first_non_finite(named: Iterable[tuple[str, torch.Tensor]]) -> str | None:
+    """Name of the first floating tensor holding NaN or inf (one host read when all are finite);
+    entries that are not tensors (a module's extra state) are skipped."""
+    tensors = [(name, t) for name, t in named if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel()]
+    if not tensors or bool(torch.stack([torch.isfinite(t).all() for _, t in tensors]).all()):
+        return None
+    return next(name for name, t in tensors if not bool(torch.isfinite(t).all()))
+
+
+def state_dict_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, Any]) -> str:
+    """The first difference between a model's ``state_dict`` and a stored one, in words."""
+    for key, tensor in expected.items():
+        if key not in found:
+            return f"missing {key}"
+        shape = getattr(found[key], "shape", None)
+        if shape is not None and tuple(shape) != tuple(tensor.shape):
+            return f"{key} has shape {tuple(shape)}, the model needs {tuple(tensor.shape)}"
+    extra = sorted(set(found) - set(expected))
+    return f"unexpected {extra[0]}" if extra else "no difference in keys or shapes"
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

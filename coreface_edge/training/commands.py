@@ -12,8 +12,8 @@ def train_command(
     config: Path = typer.Argument(..., help="Training recipe (YAML or TOML), e.g. configs/mobilefacenet_coreface.yaml."),
     overrides: Optional[list[str]] = typer.Argument(None, help="Overrides key.sub=value, e.g. optim.epochs=3 data.workers=4."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/last.pt (exactly where it stopped)."),
-    allow_config_change: bool = typer.Option(False, "--allow-config-change", help="Resume even if the config or data changed."),
-    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start the backbone from an arcface_torch checkpoint."),
+    allow_config_change: bool = typer.Option(False, "--allow-config-change", help="Resume even if the config or data changed (a changed optim.* takes effect from the resumed step)."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start the backbone from an arcface_torch checkpoint, a coreface-edge backbone.pt or a training last.pt."),
 ) -> None:
     """Train a face-embedding backbone (ArcFace / CoReFace); under torchrun, with DDP."""
     from .config import load_config

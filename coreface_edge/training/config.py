@@ -21,7 +21,7 @@ from ..errors import CorefaceError
 class ModelConfig:
     backbone: str = "mobilefacenet"
     embedding_size: int = 512
-    init_from: str = ""  # an insightface arcface_torch backbone checkpoint to start from
+    init_from: str = ""  # backbone weights to start from: arcface_torch checkpoint, our backbone.pt or last.pt
     options: dict[str, Any] = field(default_factory=dict)  # extra build_backbone kwargs, e.g. blocks
     freeze_bn: bool = False  # keep BatchNorm statistics fixed (fine-tuning with small per-GPU batches)
 
@@ -30,7 +30,7 @@ class ModelConfig:
 class HeadConfig:
     name: str = "arcface"  # arcface | cosface
     scale: float = 64.0
-    margin: float = 0.5  # 0.5 for ArcFace, 0.35 for CosFace
+    margin: float | None = None  # None: the head's own (ArcFace 0.5, CosFace 0.35)
     sample_rate: float = 1.0  # < 1: Partial FC style sampled classifier
 
 
@@ -77,8 +77,9 @@ class OptimConfig:
 class EvalConfig:
     every_epochs: int = 1  # 0: no periodic evaluation
     cfp_root: str = ""  # the CFP release (its Protocol/ folder); empty: no evaluation
-    aligned_dir: str = ""  # aligned CFP (``data prepare-cfp`` output)
+    aligned_dir: str = ""  # aligned CFP (``data prepare-cfp`` output); empty: data.root (an aligned CFP folder)
     identities: str = "401-500"  # the open-set evaluation identities
+    bins: list[str] = field(default_factory=list)  # insightface verification .bin files (lfw.bin, cfp_fp.bin, agedb_30.bin)
     batch_size: int = 128
 
 
@@ -123,7 +124,7 @@ CHOICES = {
 
 # Keys that may differ between a checkpoint and the resumed run without changing the result.
 RESUME_FREE_KEYS = frozenset(
-    {"output", "device", "threads", "log_every", "checkpoint_every", "max_steps", "data.workers", "data.root", "eval.every_epochs", "eval.cfp_root", "eval.aligned_dir", "eval.identities", "eval.batch_size"}
+    {"output", "device", "threads", "log_every", "checkpoint_every", "max_steps", "data.workers", "data.root", "eval.every_epochs", "eval.cfp_root", "eval.aligned_dir", "eval.identities", "eval.bins", "eval.batch_size"}
 )
 
 
@@ -135,7 +136,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise CorefaceError(f"override {item!r}: expected key.sub=value")
-        _set_dotted(raw, key.strip(), yaml.safe_load(text) if text.strip() else "")
+        _set_dotted(raw, key.strip(), _parse_override(item, text))
     cfg = _build(TrainConfig, raw, "", source)
     validate(cfg, source)
     return cfg
@@ -155,8 +156,23 @@ def validate(cfg: TrainConfig, source: str) -> None:
     checks = [
         ("optim.epochs", cfg.optim.epochs >= 1, ">= 1"),
         ("optim.batch_size", cfg.optim.batch_size >= 2, ">= 2"),
+        ("optim.base_batch", cfg.optim.base_batch >= 1, ">= 1"),
         ("optim.lr", cfg.optim.lr > 0, "> 0"),
+        ("optim.momentum", 0 <= cfg.optim.momentum < 1, "in [0, 1)"),
+        ("optim.weight_decay", cfg.optim.weight_decay >= 0, ">= 0"),
+        ("optim.gamma", cfg.optim.gamma > 0, "> 0"),
+        ("optim.clip_grad", cfg.optim.clip_grad >= 0, ">= 0"),
+        ("optim.steps_per_epoch", cfg.optim.steps_per_epoch >= 0, ">= 0"),
+        ("log_every", cfg.log_every >= 1, ">= 1"),
+        ("checkpoint_every", cfg.checkpoint_every >= 0, ">= 0"),
+        ("max_steps", cfg.max_steps >= 0, ">= 0"),
+        ("threads", cfg.threads >= 0, ">= 0"),
+        ("model.embedding_size", cfg.model.embedding_size >= 1, ">= 1"),
+        ("head.scale", cfg.head.scale > 0, "> 0"),
+        ("head.margin", cfg.head.margin is None or cfg.head.margin >= 0, ">= 0"),
         ("data.workers", cfg.data.workers >= 0, ">= 0"),
+        ("eval.every_epochs", cfg.eval.every_epochs >= 0, ">= 0"),
+        ("eval.batch_size", cfg.eval.batch_size >= 1, ">= 1"),
         ("head.sample_rate", 0 < cfg.head.sample_rate <= 1, "in (0, 1]"),
         ("method.single_dropout", 0 <= cfg.method.single_dropout < 1, "in [0, 1)"),
         ("method.two_view_dropout", 0 <= cfg.method.two_view_dropout < 1, "in [0, 1)"),
@@ -166,8 +182,15 @@ def validate(cfg: TrainConfig, source: str) -> None:
     for key, ok, want in checks:
         if not ok:
             raise CorefaceError(f"{source}: {key} must be {want}, got {_get_dotted(cfg, key)!r}")
-    if cfg.eval.cfp_root and not cfg.eval.aligned_dir:
+    if cfg.eval.cfp_root and not cfg.eval.aligned_dir and cfg.data.format != "imagefolder":
         raise CorefaceError(f"{source}: eval.aligned_dir is not set (the prepare-cfp output to evaluate on)")
+    switch = cfg.first_two_view_epoch()
+    if switch is not None and switch >= cfg.optim.epochs:
+        raise CorefaceError(
+            f"{source}: the CoReFace two-view phase would start at epoch {switch} (method.switch_epoch, or the first of "
+            f"optim.milestones) but the run has optim.epochs={cfg.optim.epochs}: it would train plain ArcFace only "
+            "(set method.name=arcface, or an earlier method.switch_epoch)"
+        )
     if not cfg.data.root:
         raise CorefaceError(f"{source}: data.root is not set (an aligned image folder or a RecordIO prefix)")
 
@@ -190,12 +213,31 @@ def _read_file(path: Path) -> dict[str, Any]:
     except CorefaceError:
         raise
     except Exception as exc:  # yaml.YAMLError, tomllib.TOMLDecodeError
-        raise CorefaceError(f"{path}: cannot parse ({str(exc).splitlines()[0]})") from None
+        raise CorefaceError(f"{path}: cannot parse ({_parse_error(exc)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise CorefaceError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def _parse_override(item: str, text: str) -> Any:
+    """The YAML value of one ``key=value`` override (empty text: the empty string)."""
+    if not text.strip():
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CorefaceError(f"override {item!r}: cannot parse the value ({_parse_error(exc)})") from None
+
+
+def _parse_error(exc: Exception) -> str:
+    """One line for a YAML/TOML error, with its line and column where the parser gives them."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is not None and problem:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return str(exc).splitlines()[0]
 
 
 def _toml_module(path: Path) -> Any:
@@ -256,6 +298,11 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
 
 
 def _coerce(kind: Any, value: Any, key: str, source: str) -> Any:
+    args = typing.get_args(kind)
+    if type(None) in args:  # ``X | None``: None, or a value of X
+        if value is None:
+            return None
+        (kind,) = [a for a in args if a is not type(None)]
     if typing.get_origin(kind) is dict:
         if not isinstance(value, dict):
             raise CorefaceError(f"{source}: {key} must be a mapping, got {value!r}")

@@ -1,8 +1,10 @@
 """Periodic evaluation during training: the backbone as an Embedder, scored with the CFP
-open-set protocol of ``coreface_edge.evaluation`` (one deterministic pass, dropout off)."""
+open-set protocol and/or insightface verification ``.bin`` files (lfw, cfp_fp, agedb_30) by
+``coreface_edge.evaluation`` (one deterministic pass, dropout off)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,12 @@ from torch import nn
 
 from ..contract import preprocess_crops
 from ..data.cfp import parse_identities
-from ..evaluation.cfp_protocol import load_protocol
-from ..evaluation.evaluate import evaluate_cfp
+from ..data.verification_bin import VerificationPairs, load_verification_bin
+from ..errors import CorefaceError
+from ..evaluation.cfp_protocol import CfpProtocol, load_protocol
+from ..evaluation.evaluate import evaluate_cfp, evaluate_pairs
 from ..runtime.base import Embedder
+from .config import EvalConfig
 
 
 def backbone_embedder(backbone: nn.Module, device: torch.device) -> Embedder:
@@ -29,26 +34,81 @@ def backbone_embedder(backbone: nn.Module, device: torch.device) -> Embedder:
     return embed
 
 
-def evaluate_backbone(backbone: nn.Module, cfp_root: str, aligned_dir: str, identities: str, device: torch.device, batch_size: int) -> dict[str, float]:
-    """Accuracy (folds 09-10) and TAR@FAR 1e-3, FF and FP, as flat ``{name: value}``."""
+@dataclass(frozen=True)
+class CfpTarget:
+    """The CFP open-set protocol on aligned crops of ``identities``."""
+
+    protocol: CfpProtocol
+    aligned_dir: Path
+    identities: set[int]
+
+
+@dataclass(frozen=True)
+class PeriodicEvaluation:
+    """What periodic evaluation scores: the CFP protocol and/or verification ``.bin`` pairs."""
+
+    cfp: CfpTarget | None
+    bins: dict[str, VerificationPairs]  # by file stem: lfw, cfp_fp, agedb_30, ...
+    batch_size: int
+
+
+def prepare_evaluation(ev: EvalConfig, data_root: str) -> PeriodicEvaluation | None:
+    """Check (and load) the ``eval.*`` targets before training starts; None: no periodic evaluation.
+
+    ``eval.aligned_dir`` defaults to ``data.root`` (an aligned CFP folder holds every identity;
+    training reads ``data.identities`` of it, evaluation ``eval.identities``). ``.bin`` files are
+    decoded once here (12,000 LFW crops: 450 MB of uint8), as arcface_torch does.
+    """
+    if not (ev.every_epochs and (ev.cfp_root or ev.bins)):
+        return None
+    cfp = _cfp_target(ev, data_root) if ev.cfp_root else None
+    bins: dict[str, VerificationPairs] = {}
+    for path in map(Path, ev.bins):
+        if not path.is_file():
+            raise CorefaceError(f"eval.bins: {path}: file not found")
+        if path.stem in bins or (cfp is not None and path.stem in ("FF", "FP")):
+            raise CorefaceError(f"eval.bins: {path}: a second target named {path.stem!r} (rename the file)")
+        bins[path.stem] = load_verification_bin(path)
+    return PeriodicEvaluation(cfp, bins, ev.batch_size)
+
+
+def _cfp_target(ev: EvalConfig, data_root: str) -> CfpTarget:
+    if not (Path(ev.cfp_root) / "Protocol").is_dir():
+        raise CorefaceError(f"eval.cfp_root={ev.cfp_root}: no Protocol/ folder (point it at the CFP release, or set eval.every_epochs=0)")
+    protocol = load_protocol(Path(ev.cfp_root))
+    aligned = Path(ev.aligned_dir or data_root)
+    identities = set(parse_identities(ev.identities))
+    listed = protocol.images(identities, "frontal")
+    if not listed:
+        raise CorefaceError(f"eval.identities={ev.identities}: no CFP images listed for these identities in {protocol.root}")
+    if not (aligned / listed[0].aligned_relpath).is_file():
+        raise CorefaceError(
+            f"eval.aligned_dir={aligned}: no aligned CFP crops of identities {ev.identities} "
+            f"(expected e.g. {aligned / listed[0].aligned_relpath}; `coreface-edge data prepare-cfp` writes them)"
+        )
+    return CfpTarget(protocol, aligned, identities)
+
+
+def evaluate_backbone(backbone: nn.Module, setup: PeriodicEvaluation, device: torch.device) -> dict[str, float]:
+    """Accuracy and TAR@FAR per target (``FF_*``, ``FP_*``, ``lfw_*``, ...) as flat ``{name: value}``."""
     was_training = backbone.training
     backbone.eval()
+    embed, quiet = backbone_embedder(backbone, device), Console(quiet=True)
+    flat: dict[str, float] = {}
     try:
-        result, _ = evaluate_cfp(
-            load_protocol(Path(cfp_root)),
-            Path(aligned_dir),
-            backbone_embedder(backbone, device),
-            set(parse_identities(identities)),
-            batch_size,
-            Console(quiet=True),
-        )
+        if setup.cfp is not None:
+            result, _ = evaluate_cfp(setup.cfp.protocol, setup.cfp.aligned_dir, embed, setup.cfp.identities, setup.batch_size, quiet)
+            flat.update(flatten_cfp_result(result))
+        for name, pairs in setup.bins.items():
+            result, _ = evaluate_pairs(name, pairs.crops, pairs.issame, embed, setup.batch_size, quiet)
+            flat.update(flatten_cfp_result(result))
     finally:
         backbone.train(was_training)
-    return flatten_cfp_result(result)
+    return flat
 
 
 def flatten_cfp_result(result: dict[str, Any]) -> dict[str, float]:
-    """``{"FF_acc", "FF_tar@1e-3", "FP_acc", "FP_tar@1e-3", ...}`` from an ``evaluate_cfp`` result."""
+    """``{"FF_acc", "FF_tar@1e-3", ..., "lfw_acc", ...}`` from an ``evaluate_cfp``/``evaluate_pairs`` result."""
     flat: dict[str, float] = {}
     for setting, row in result["rows"].items():
         if row["accuracy"] is not None:

@@ -2,13 +2,16 @@
 atomic checkpoints with exact resume, a NaN guard, and the backbone artefact at the end.
 
 A step never reads the device: loss terms stay on it and are read to the host in one transfer
-at log steps, checkpoints, ``max_steps`` and epoch ends, where the NaN guard runs too."""
+at log steps, checkpoints, ``max_steps`` and epoch ends, where the NaN guard runs too; a
+checkpoint is written only from finite weights, buffers and optimizer state."""
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import time
+from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +27,18 @@ from ..atomic import write_text_atomic
 from ..errors import CorefaceError
 from ..models import build_backbone, load_insightface_state_dict, save_backbone_artifact
 from . import distributed as ddp
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    first_non_finite,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+    set_rng_state,
+    state_dict_mismatch,
+)
 from .config import TrainConfig, config_differences, dump_config
 from .data import TrainData, open_training_data
-from .evaluate import evaluate_backbone
+from .evaluate import PeriodicEvaluation, evaluate_backbone, prepare_evaluation
 from .metrics_log import MetricsLog, read_metrics
 from .module import FaceTrainModule
 from .plots import plot_training_curves
@@ -49,7 +60,7 @@ class TrainState:
 
 
 class NonFiniteLoss(CorefaceError):
-    """The loss became NaN or inf; the last good checkpoint is kept."""
+    """The loss or the weights became NaN or inf; the last good checkpoint is kept."""
 
 
 def train(
@@ -83,6 +94,8 @@ class Trainer:
         self.console = console
         self.output = Path(cfg.output)
         self.amp_dtype = _amp_dtype(cfg.amp, info.device)
+        self.evaluation: PeriodicEvaluation | None = None
+        self.saved_step: int | None = None  # step of the last checkpoint written or resumed from
 
     # ----------------------------------------------------------------- set-up
     def _build(self, data: TrainData) -> None:
@@ -120,27 +133,64 @@ class Trainer:
                 raise CorefaceError(f"{path}: a checkpoint exists; pass --resume to continue it or choose another output")
             return TrainState()
         ckpt = load_checkpoint(path)
+        saved_world = ckpt.get("world_size", self.info.world_size)
+        if saved_world != self.info.world_size:
+            raise CorefaceError(
+                f"{path}: written by a run of {saved_world} process(es), this one has {self.info.world_size}; "
+                "an exact resume needs the same count (the sampler position and the LR scaling depend on it)"
+            )
         changed = config_differences(ckpt["config"], self.cfg.to_dict())
         if changed and not allow_config_change:
             raise CorefaceError(f"{path}: config differs from the checkpoint's in {', '.join(changed)} (pass --allow-config-change to resume anyway)")
         if ckpt["data_fingerprint"] != fingerprint and not allow_config_change:
             raise CorefaceError(f"{path}: the training data changed since this checkpoint (pass --allow-config-change to resume anyway)")
+        saved_backbone = ckpt["config"]["model"]["backbone"]
+        if saved_backbone != self.cfg.model.backbone:
+            raise CorefaceError(f"{path}: the checkpoint holds a {saved_backbone} model, the config asks for {self.cfg.model.backbone}")
         try:
             self.module.load_state_dict(ckpt["module"])
-        except RuntimeError as exc:
-            raise CorefaceError(f"{path}: checkpoint does not fit this model ({str(exc).splitlines()[0]})") from None
+        except RuntimeError:
+            raise CorefaceError(f"{path}: checkpoint does not fit this model ({state_dict_mismatch(self.module.state_dict(), ckpt['module'])})") from None
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
+        if any(key.startswith("optim.") for key in changed):
+            self._apply_optim_config()
         set_rng_state(ckpt["rng"])
+        self.saved_step = ckpt["step"]
         return TrainState(ckpt["epoch"], ckpt["batch"], ckpt["step"], list(ckpt["history"]), dict(ckpt["sums"]))
 
+    def _apply_optim_config(self) -> None:
+        """After loading an optimizer/scheduler state, use this config's LR, schedule, momentum and
+        weight decay (``--allow-config-change``); the LR is where this schedule puts the current epoch."""
+        optim = self.cfg.optim
+        base = learning_rate(self.cfg, self.info.world_size)
+        self.scheduler.milestones = Counter(optim.milestones)
+        self.scheduler.gamma = optim.gamma
+        self.scheduler.base_lrs = [base] * len(self.optimizer.param_groups)
+        decays = bisect.bisect_right(sorted(optim.milestones), self.scheduler.last_epoch)
+        for group in self.optimizer.param_groups:
+            group.update(lr=base * optim.gamma**decays, initial_lr=base, momentum=optim.momentum, weight_decay=optim.weight_decay)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
     def _checkpoint(self, state: TrainState, fingerprint: str) -> None:
+        """Write ``last.pt`` (rank 0), unless a weight, buffer or optimizer state is NaN/inf: then
+        stop, keeping the previous checkpoint (a finite loss does not prove finite weights)."""
+        named = [*self.module.state_dict().items()]
+        named += [(f"optimizer state {k}", v) for st in self.optimizer.state.values() for k, v in st.items()]
+        bad = first_non_finite(named)
+        if bad is not None:
+            kept = f"the checkpoint of step {self.saved_step} is kept" if self.saved_step is not None else "no checkpoint was written"
+            raise NonFiniteLoss(
+                f"{self.output / CHECKPOINT_NAME}: {bad} became NaN/inf by step {state.step} (epoch {state.epoch}); "
+                f"stopped, {kept} (resume it with a lower optim.lr and --allow-config-change)"
+            )
         if self.info.is_main:
             save_checkpoint(
                 self.output / CHECKPOINT_NAME,
                 {
                     "config": self.cfg.to_dict(),
+                    "world_size": self.info.world_size,
                     "data_fingerprint": fingerprint,
                     "epoch": state.epoch,
                     "batch": state.batch,
@@ -153,16 +203,20 @@ class Trainer:
                     "scaler": self.scaler.state_dict(),
                 },
             )
+        self.saved_step = state.step
         ddp.barrier(self.info)
 
     # ------------------------------------------------------------------ loop
     def run(self, resume: bool, allow_config_change: bool) -> Path | None:
         cfg, info = self.cfg, self.info
         data = open_training_data(cfg.data, cfg.optim.batch_size, info.rank, info.world_size, cfg.seed, cfg.optim.steps_per_epoch)
+        self.evaluation = prepare_evaluation(cfg.eval, cfg.data.root)
         self._build(data)
         state = self._restore(resume, allow_config_change, data.fingerprint)
         log = MetricsLog(self.output, state.step if resume else None) if info.is_main else None
         if info.is_main:
+            for stale in remove_stale_temporaries(self.output):
+                self.console.print(f"removed {stale.name}, a checkpoint a stopped run left half-written", highlight=False)
             write_text_atomic(self.output / "config.yaml", dump_config(cfg))
         switch = cfg.first_two_view_epoch()
         steps_per_epoch = data.sampler.steps_per_epoch
@@ -173,16 +227,16 @@ class Trainer:
                     sums = self._epoch(data, state, two_view, log, progress)
                     if sums is None:  # max_steps reached mid-epoch
                         self._checkpoint(state, data.fingerprint)
-                        return None
+                        return self._stopped(state)
                     row = {"epoch": state.epoch, "two_view": two_view, **sums}
                     state.epoch, state.batch = state.epoch + 1, 0
                     self.scheduler.step()
-                    if cfg.eval.every_epochs and cfg.eval.cfp_root and state.epoch % cfg.eval.every_epochs == 0:
-                        row.update(self._evaluate(state, log))
+                    if self.evaluation is not None and state.epoch % cfg.eval.every_epochs == 0:
+                        row.update(self._evaluate(self.evaluation, state, log))
                     state.history.append(row)
                     self._checkpoint(state, data.fingerprint)
-                    if cfg.max_steps and state.step >= cfg.max_steps:
-                        return None
+                    if cfg.max_steps and state.step >= cfg.max_steps and state.epoch < cfg.optim.epochs:
+                        return self._stopped(state)
         finally:
             if log is not None:
                 log.close()
@@ -285,11 +339,19 @@ class Trainer:
                 state.sums[k] = state.sums.get(k, 0.0) + v
         return values
 
-    def _evaluate(self, state: TrainState, log: MetricsLog | None) -> dict[str, float]:
+    def _stopped(self, state: TrainState) -> None:
+        """``max_steps`` reached: say where the run stands and how to continue it."""
+        if self.info.is_main:
+            self.console.print(
+                f"stopped at step {state.step} (max_steps={self.cfg.max_steps}), epoch {state.epoch} batch {state.batch}; "
+                f"checkpoint {self.output / CHECKPOINT_NAME}; continue with --resume (and a larger max_steps, or 0)",
+                highlight=False,
+            )
+
+    def _evaluate(self, setup: PeriodicEvaluation, state: TrainState, log: MetricsLog | None) -> dict[str, float]:
         result: dict[str, float] = {}
         if self.info.is_main:
-            ev = self.cfg.eval
-            result = evaluate_backbone(self.backbone, ev.cfp_root, ev.aligned_dir, ev.identities, self.info.device, ev.batch_size)
+            result = evaluate_backbone(self.backbone, setup, self.info.device)
             if log is not None:
                 log.write({"kind": "eval", "step": state.step, "epoch": state.epoch, **result})
             self.console.print(f"eval after epoch {state.epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()), highlight=False)
@@ -311,13 +373,18 @@ class Trainer:
 
 
 def _read_state_dict(path: Path) -> Any:
-    """An arcface_torch backbone checkpoint for ``--init-from`` (a plain tensor dict)."""
+    """What ``--init-from`` names: an arcface_torch backbone checkpoint (tensors only), or one of
+    our backbone artefacts or training checkpoints (``last.pt`` also holds RNG states)."""
     if not path.is_file():
         raise CorefaceError(f"{path}: --init-from checkpoint not found")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle / zip errors of a foreign or truncated file
-        raise CorefaceError(f"{path}: not a readable torch checkpoint ({str(exc).strip().splitlines()[0][:200]})") from None
+    except Exception as exc:  # pickle / zip errors of a foreign or truncated file, or a non-tensor payload
+        first_error = str(exc).strip().splitlines()[0][:200]
+    try:
+        return load_checkpoint(path)
+    except CorefaceError:
+        raise CorefaceError(f"{path}: not a readable torch checkpoint ({first_error})") from None
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -338,7 +405,8 @@ def _stats_text(record: dict[str, Any]) -> str:
 
 def _summary_table(history: list[dict[str, Any]]) -> Table:
     table = Table(title="training summary")
-    keys = ["epoch", "two_view", "total", "ce1", "con", "margin", *SUMMARY_EVAL_KEYS]
+    bin_acc = sorted({k for row in history for k in row if k.endswith("_acc") and k not in SUMMARY_EVAL_KEYS})
+    keys = ["epoch", "two_view", "total", "ce1", "con", "margin", *SUMMARY_EVAL_KEYS, *bin_acc]
     keys = [k for k in keys if any(k in row for row in history)]
     for key in keys:
         table.add_column(key, justify="right")
