@@ -142,6 +142,29 @@ def test_sampler_ranks_split_the_single_process_global_batches() -> None:
     assert any(flip for _, flip in single) and not any(flip for _, flip in ResumableSampler(50, 8, seed=4, flip=False))
 
 
+def test_lr_scales_with_the_global_batch_and_clipping_spares_the_head(tiny_faces: Path, tmp_path: Path) -> None:
+    """``optim.lr`` is per ``base_batch`` images (0.1 per 512 in the reference); the gradient-norm
+    clip applies to the backbone only, never to the margin head's centres."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from coreface_edge.training import distributed as ddp
+    from coreface_edge.training.trainer import Trainer, learning_rate
+
+    cfg = load_config(None, ["data.root=x", "optim.lr=0.1", "optim.base_batch=512", "optim.batch_size=128"])
+    assert learning_rate(cfg, 1) == pytest.approx(0.025) and learning_rate(cfg, 8) == pytest.approx(0.2)
+    cfg = tiny_config(tiny_faces, tmp_path, "optim.clip_grad=0.5", "optim.lr=1e-9", "method.name=arcface")
+    trainer = Trainer(cfg, ddp.setup("cpu"), Console(file=io.StringIO()))
+    trainer._build(SimpleNamespace(num_classes=6))
+    images = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (16, 3, 112, 112)).astype(np.float32))
+    trainer._step(images, torch.arange(16) % 6, two_view=False)
+    backbone = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in trainer.backbone.parameters() if p.grad is not None]))
+    head = trainer.module.loss.head.weight.grad.norm()
+    assert backbone == pytest.approx(0.5, rel=1e-3) and head > 5.0  # the head's gradient is far larger and left alone
+
+
 # ------------------------------------------------------------- bad data
 def test_bad_datasets_fail_before_training(tiny_faces: Path, tmp_path: Path) -> None:
     one = tmp_path / "one"
