@@ -247,6 +247,16 @@ class HostReads:
         return [r for r in self.reads if (file, function) in r[1]]
 
 
+def test_tensorboard_gets_the_same_scalars_as_the_jsonl(straight_run: Path) -> None:
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator", reason="tensorboard is not installed")
+    events = event_accumulator.EventAccumulator(str(straight_run / "tensorboard"))
+    events.Reload()
+    total = events.Scalars("train/total")
+    assert [e.step for e in total] == [r["step"] for r in read_metrics(straight_run / "metrics.jsonl")]
+    np.testing.assert_allclose([e.value for e in total], losses(straight_run), rtol=1e-6)
+    assert {"train/ce2", "train/con", "train/margin", "train/lr"} <= set(events.Tags()["scalars"])
+
+
 def test_training_steps_never_read_the_device_between_log_steps(tiny_faces: Path, tmp_path: Path) -> None:
     """The real trainer, 2 epochs x 5 steps (ArcFace, then CoReFace), ``log_every=2``: the
     step itself (forward, CoReFace margin update, backward, clip, optimizer) reads nothing back;

@@ -20,7 +20,7 @@ class MetricsLog:
             kept = [line for line in self.path.read_text(encoding="utf-8").splitlines() if _step(line) <= resume_step]
             write_text_atomic(self.path, "".join(f"{line}\n" for line in kept))
         self._fh = open(self.path, "a", encoding="utf-8")
-        self._tb = _tensorboard(output)
+        self._tb = _tensorboard(output, None if resume_step is None else resume_step + 1)
 
     def write(self, record: dict[str, Any]) -> None:
         self._fh.write(json.dumps(record, sort_keys=True) + "\n")
@@ -49,9 +49,11 @@ def _step(line: str) -> int:
         return 1 << 62
 
 
-def _tensorboard(output: Path) -> Any:
+def _tensorboard(output: Path, purge_step: int | None) -> Any:
+    """A SummaryWriter on ``output/tensorboard`` (None without the tensorboard package). On resume,
+    ``purge_step`` hides the events a killed run logged after its checkpoint, as the JSONL drops them."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard not installed: JSONL only
         return None
-    return SummaryWriter(str(output / "tensorboard"))
+    return SummaryWriter(str(output / "tensorboard"), purge_step=purge_step)
