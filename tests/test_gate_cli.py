@@ -266,6 +266,13 @@ def test_threshold_is_picked_stored_and_used_by_default(site: dict[str, Path], a
     # strangers and enrolled people told apart on the data's own scale: 'reject' from the score at FAR 1e-2
     assert stored["reject_threshold"] < stored["threshold"] and f"reject from {stored['reject_threshold']:.4f}" in text
     assert "1:N over 3 people (3 embeddings) at FAR" in text  # the open-set risk grows with the gallery
+    assert ("expect many enrolled people to be turned away" in text) == (stored["tar"] < 0.8)
+    # --threshold moves the accept score; the measured accept/reject gap comes along
+    moved = stored["threshold"] + 0.002
+    out = invoke("gate", site["queries"], "--model", site["model"], "--gallery", site["gallery"], "--threshold", f"{moved}",
+                 "--audit", site["root"] / "moved_threshold.db", "--max-frames", "2", *PHOTO_GATE)  # fmt: skip
+    gap = stored["threshold"] - stored["reject_threshold"]
+    assert f"threshold {moved:.4f} from --threshold, reject from {moved - gap:.4f}" in " ".join(out.split())
 
 
 @pytest.fixture()

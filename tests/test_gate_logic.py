@@ -66,6 +66,18 @@ def test_cooldown_per_person_and_per_track():
     assert [x.kind for x in d.update(6.0, [obs(7, 0.9, far_box)])] == [ACCEPT]  # cooldown over
 
 
+def test_the_next_person_in_a_queue_does_not_wait_out_the_cooldown():
+    """Same spot, same track: a stranger, then enrolled person 3, then person 5 step up."""
+    d = Decider(VotingPolicy(threshold=0.5, vote_k=2, vote_n=3, cooldown_s=5, reject_margin=0.1))
+    t = iter(np.arange(0.0, 10.0, 0.1))
+    decided = [x.kind for _ in range(3) for x in d.update(next(t), [obs(1, 0.2)])]
+    assert decided == [UNKNOWN]
+    decided = [(x.kind, x.person) for _ in range(4) for x in d.update(next(t), [obs(3, 0.9)])]
+    assert decided == [(ACCEPT, 3)]  # at once, not 5 s later; then silent while person 3 stays
+    assert [x for _ in range(4) for x in d.update(next(t), [obs(3, 0.3)])] == []  # head turned: still silent
+    assert [(x.kind, x.person) for _ in range(2) for x in d.update(next(t), [obs(5, 0.8)])] == [(ACCEPT, 5)]
+
+
 def test_zero_cooldown_decides_every_frame():
     d = Decider(VotingPolicy(threshold=0.5, vote_k=1, vote_n=1, cooldown_s=0))
     kinds = [x.kind for t in range(4) for x in d.update(float(t) * 0.01, [obs(1, 0.9)])]

@@ -187,7 +187,7 @@ def gate_command(
     vote_k: int = typer.Option(3, min=1, help="Accept when k of the last n frames of a face agree."),
     vote_n: int = typer.Option(5, min=1, help="Voting window (frames)."),
     cooldown: float = typer.Option(5.0, min=0.0, help="Seconds before the same person (or face track) is decided again."),
-    reject_margin: Optional[float] = typer.Option(None, min=0.0, help="Below threshold by less than this: 'reject' (looks enrolled), else 'unknown' [default: down to the stored score at 10x its FAR; 0.1 with --threshold]."),
+    reject_margin: Optional[float] = typer.Option(None, min=0.0, help="Below threshold by less than this: 'reject' (looks enrolled), else 'unknown' [default: the stored gap down to the score at 10x its FAR, kept with --threshold; 0.1 if nothing is stored]."),
     max_faces: int = typer.Option(1, min=1, help="Faces judged per frame (largest / most central first)."),
     audit: Path = typer.Option(Path("audit.db"), help="Audit log SQLite file (created if missing)."),
     camera_name: Optional[str] = typer.Option(None, help="Camera name in the audit log [default: SOURCE]."),
@@ -210,7 +210,7 @@ def gate_command(
     from .loop import BadgeReader, GateLoop
     from .matcher import Matcher
     from .sources import open_source
-    from .threshold import open_model, resolve_threshold
+    from .threshold import load_threshold, open_model, resolve_threshold
     from .voting import Decider, VotingPolicy
 
     if badge and badge_command:
@@ -224,8 +224,9 @@ def gate_command(
     if badge:
         matrix.index_of_badge(badge)
     accept_at, origin, stored = resolve_threshold(model, fingerprint, threshold)
+    point = stored or load_threshold(model, fingerprint)  # with --threshold: still the measured accept/reject gap
     if reject_margin is None:
-        reject_margin = accept_at - stored.reject_threshold if stored and stored.reject_threshold is not None else DEFAULT_REJECT_MARGIN
+        reject_margin = point.threshold - point.reject_threshold if point and point.reject_threshold is not None else DEFAULT_REJECT_MARGIN
     if preview:
         _check_display()
     actions = [CommandAction(on_accept, action_timeout)] if on_accept else []
@@ -255,6 +256,8 @@ def gate_command(
         })  # fmt: skip
         console.print(f"gate on {camera} ({opened.kind}): {len(matrix)} people, threshold {accept_at:.4f} from {origin}, "
                       f"reject from {accept_at - reject_margin:.4f}, vote {vote_k}/{vote_n}, audit {audit}", highlight=False)  # fmt: skip
+        if stored is not None:
+            _warn_weak_model(console, stored.tar, stored.far_target)
         if stored is not None and not (badge or badge_command):
             _warn_open_set(console, stored.far, len(matrix), len(matrix.embeddings))
         frames = opened.frames
@@ -263,6 +266,20 @@ def gate_command(
         summary = loop.run(frames, max_frames).summary()
     emit(json.dumps({"event": "summary", "camera": camera, **summary}))
     _print_summary(console, summary, profile)
+
+
+WEAK_MODEL_TAR = 0.8  # below this expected TAR at the operating point, say it loudly at start
+
+
+def _warn_weak_model(console: Console, tar: float, far_target: float) -> None:
+    """The stored operating point's TAR is what enrolled people can expect per judged face."""
+    if tar < WEAK_MODEL_TAR:
+        console.print(
+            f"[bold yellow]warning: at this threshold the model let through {100 * tar:.1f} % of genuine pairs when it was "
+            f"measured (FAR {far_target:g}): expect many enrolled people to be turned away. Use a stronger model, or a "
+            f"looser --far with 'coreface-edge threshold' (more strangers let in), or --badge (1:1).[/]",
+            highlight=False,
+        )
 
 
 def _warn_open_set(console: Console, far: float, people: int, comparisons: int) -> None:

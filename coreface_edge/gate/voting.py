@@ -10,8 +10,11 @@ score reached the threshold, else ``NO_MATCH``); it decides once ``vote_k`` of t
   badge that does not match, or a best score within ``reject_margin`` under the threshold);
 - ``unknown``: k votes below threshold from a face like no one enrolled.
 
-A track that decided stays silent for ``cooldown_s``; everything is bounded (``max_tracks``,
-``vote_n``-long deques), so memory stays flat however long the gate runs.
+A track that decided stays silent for ``cooldown_s``, except that k votes for an enrolled
+person other than the one it last decided on end the silence: in a queue the next person
+steps into the same track, and must not wait out the previous person's cooldown (votes that
+fall below the threshold after an accept, a head turning, stay silent). Everything is bounded
+(``max_tracks``, ``vote_n``-long deques), so memory stays flat however long the gate runs.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class _Track:
     last_seen: float
     votes: deque = field(default_factory=deque)
     silent_until: float = float("-inf")
+    decided: int = NO_MATCH  # the vote of the track's last decision (a person index or NO_MATCH)
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -104,9 +108,8 @@ class Decider:
         for face, (obs, track) in enumerate(zip(observations, self._assign(now, observations))):
             vote = obs.person if obs.score >= p.threshold and obs.person != NO_MATCH else NO_MATCH
             track.votes.append((vote, obs))
-            if now < track.silent_until:
-                continue
-            decision = self._tally(now, track, face)
+            silent = now < track.silent_until
+            decision = self._tally(now, track, face, silent)
             if decision is not None:
                 decisions.append(decision)
         return decisions
@@ -132,16 +135,19 @@ class Decider:
             assigned.append(track)
         return assigned
 
-    def _tally(self, now: float, track: _Track, face: int) -> Decision | None:
+    def _tally(self, now: float, track: _Track, face: int, silent: bool) -> Decision | None:
+        """The decision ``vote_k`` agreeing votes make, if any; while ``silent`` only a vote for
+        another enrolled person than the track's last decision counts (the next person in a queue)."""
         p = self.policy
         counts: dict[int, list[Observation]] = {}
         for vote, obs in track.votes:
             counts.setdefault(vote, []).append(obs)
         vote, agreeing = max(counts.items(), key=lambda kv: len(kv[1]))
-        if len(agreeing) < p.vote_k:
+        if len(agreeing) < p.vote_k or (silent and vote in (NO_MATCH, track.decided)):
             return None
         track.votes.clear()
         track.silent_until = now + p.cooldown_s
+        track.decided = vote
         last = agreeing[-1]
         score = float(np.mean([o.score for o in agreeing]))
         if vote != NO_MATCH:
