@@ -3,6 +3,8 @@ each as a PyTorch backbone artefact and as its ONNX export."""
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 from importlib import resources
 from pathlib import Path
 
@@ -28,3 +30,23 @@ def resolve_checkpoint(value: str | Path) -> Path:
     if not path.exists() and str(value) in SHIPPED_MODELS:
         return shipped_model_path(str(value))
     return path
+
+
+def can_export() -> bool:
+    """Whether a ``.pt`` can be exported here (torch and onnxslim: the ``[train]`` extra)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "onnxslim"))
+
+
+def shipped_name_of(checkpoint: Path) -> str | None:
+    """The shipped model's name when ``checkpoint`` is one of the packaged ``.pt`` files."""
+    return next((name for name in SHIPPED_MODELS if checkpoint == shipped_model_path(name)), None)
+
+
+def copy_packaged_export(name: str, dest: Path) -> Path:
+    """Copy the shipped model's packaged ONNX export and its ``.threshold.json`` to ``dest``
+    (what a machine without torch uses instead of exporting the ``.pt``)."""
+    packaged = shipped_onnx_path(name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(packaged, dest)
+    shutil.copyfile(f"{packaged}.threshold.json", f"{dest}.threshold.json")
+    return dest

@@ -217,3 +217,25 @@ def test_export_keeps_a_threshold_the_user_measured(tmp_path: Path, mobilefacene
     store_threshold(out, replace(card, fingerprint="0" * 64))
     export_onnx(mobilefacenet_artifact, out, ExportOptions(), parity_faces)
     assert load_threshold(out, fingerprint).threshold == card.threshold
+
+
+def test_the_shipped_model_exports_without_torch_from_its_packaged_onnx(tmp_path: Path) -> None:
+    """A Jetson has no torch: `export mobilefacenet_coreface` copies the packaged export (same
+    default options) with its threshold; other options say what they need, in one line."""
+    import subprocess
+    import sys
+
+    from coreface_edge.pretrained import shipped_onnx_path
+
+    script = "import sys; sys.modules['torch'] = None\nfrom coreface_edge.cli import main\nsys.argv = ['coreface-edge', *sys.argv[1:]]\nmain()\n"
+
+    def export(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", script, "export", "mobilefacenet_coreface", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+    proc = export("-o", "model.onnx")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "model.onnx").read_bytes() == shipped_onnx_path("mobilefacenet_coreface").read_bytes()
+    assert (tmp_path / "model.onnx.threshold.json").is_file() and "copied the packaged export" in " ".join(proc.stdout.split())
+    proc = export("-o", "flip.onnx", "--fuse-flip")
+    assert proc.returncode == 2 and "needs torch and onnxslim" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "flip.onnx").exists()

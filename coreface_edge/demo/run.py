@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from ..atomic import write_text_atomic
 from ..calibration.calibset import load_calibration_set
+from ..pretrained import can_export, copy_packaged_export
 from ..profiling.benchmark import missing_module
 from .samples import DemoSamples
 from .scoring import LET_THROUGH, STRANGER_IN, WRONG_PERSON, GateScore, score_decisions
@@ -109,17 +109,8 @@ def _measurements(tour: Tour, out: Path, local: DemoSamples, model: Path, gate_m
     return bench, latency
 
 
-def can_export() -> bool:
-    """The shipped .pt exports here (torch and onnxslim: the ``[train]`` extra)."""
-    return not (missing_module("torch") or missing_module("onnxslim"))
-
-
 def _copy_packaged_export(model: Path) -> str:
-    from ..pretrained import shipped_onnx_path
-
-    packaged = shipped_onnx_path(SHIPPED_MODEL)
-    shutil.copyfile(packaged, model)
-    shutil.copyfile(f"{packaged}.threshold.json", f"{model}.threshold.json")
+    copy_packaged_export(SHIPPED_MODEL, model)
     return f"{model} (the packaged export), {_threshold_note(model)}"
 
 

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import CorefaceError
 from ..progress import progress_bar
 
 
@@ -29,13 +30,24 @@ def export_command(
     from .onnx_export import EXPORT_STEPS, ExportOptions, default_output, export_onnx
     from .parity import load_parity_crops
 
-    from ..pretrained import resolve_checkpoint
+    from ..pretrained import can_export, copy_packaged_export, resolve_checkpoint, shipped_name_of, shipped_onnx_path
 
     source = resolve_checkpoint(checkpoint)
     console = Console()
     opts = ExportOptions(bake_preprocess=bake_preprocess, fuse_flip=fuse_flip, l2_normalize=l2_normalize, opset=opset)
     if output is None:  # a shipped model's file lies in site-packages: write into the working folder
         output = default_output(source, opts) if source == Path(checkpoint) else Path(default_output(source, opts).name)
+    shipped = shipped_name_of(source)
+    if shipped is not None and not can_export():  # a Jetson: the packaged export is this very export
+        if opts != ExportOptions():
+            raise CorefaceError(
+                f"{shipped}: exporting with other options needs torch and onnxslim (pip install 'coreface-edge[train]'); "
+                f"the packaged export with the default options is {shipped_onnx_path(shipped)}"
+            )
+        copy_packaged_export(shipped, output)
+        console.print(f"torch/onnxslim not installed: copied the packaged export of {shipped} (default options, parity-checked "
+                      f"when it was packaged) to {output}, with its operating threshold", soft_wrap=True)  # fmt: skip
+        return
     crops = load_parity_crops(parity_images)
     with progress_bar(console, transient=True) as progress:
         task = progress.add_task("export", total=len(EXPORT_STEPS))
@@ -104,7 +116,6 @@ def build_command(
 
 def _carry_threshold(model: Path, engine: Path, precision: str, fingerprint: str, console: Console) -> None:
     """FP32/FP16 engines score like their ONNX: they take its operating threshold; INT8 does not."""
-    from ..errors import CorefaceError
     from ..gate.threshold import carry_threshold, sidecar_path
 
     if not sidecar_path(model).is_file():

@@ -120,8 +120,13 @@ class Builder:
         return self.checkpoint
 
     def _onnx_fp32(self) -> Path:
+        from ..pretrained import can_export, copy_packaged_export, shipped_name_of
+
         if self.checkpoint.suffix.lower() == ".onnx":
             return self.checkpoint
+        shipped = shipped_name_of(self.checkpoint)
+        if shipped is not None and not can_export():  # the packaged export of the shipped .pt
+            return copy_packaged_export(shipped, self._out(".onnx"))
         if missing_module("torch"):
             raise NotAvailable("torch not installed (needed to export the .pt)")
         from ..export.onnx_export import export_onnx
