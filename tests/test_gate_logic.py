@@ -445,6 +445,20 @@ def test_camera_enrollment_guides_the_person_until_enough_good_frames(tmp_path: 
         from_camera(front, source.frames, 9, advice.append, lambda: None, min_interval_s=0.0)
 
 
+def test_enrollment_skips_a_photo_with_two_faces(face_photos: list[Path]):
+    from coreface_edge.face.detector import YuNetDetector
+    from coreface_edge.gate.enroll import from_images
+    from coreface_edge.gate.pipeline import FULL_RESOLUTION, FaceFrontEnd
+
+    one, two = (cv2.imread(str(p)) for p in (face_photos[3], face_photos[5]))  # CFP 402 and 403, frontal
+    one, two = (cv2.resize(x, (round(x.shape[1] * 300 / x.shape[0]), 300)) for x in (one, two))
+    pair = np.hstack([one, two])
+    images = {"alone.jpg": one, "pair.jpg": pair}
+    front = FaceFrontEnd(YuNetDetector(), embed=lambda crops: crops, detect_side=FULL_RESOLUTION)  # as enroll does
+    got = from_images(front, [Path(n) for n in images], lambda p: images[p.name], lambda: None)
+    assert got.sources == ["alone.jpg"] and got.skipped == [("pair.jpg", "2 faces: only the person to enroll may be in view")]
+
+
 def test_a_bad_frame_is_counted_and_the_loop_goes_on(tmp_path: Path, face_photos: list[Path]):
     """A frame the detector cannot take (empty image) is a ``bad_frame`` event, not a stop."""
     import json

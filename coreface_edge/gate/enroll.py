@@ -1,7 +1,7 @@
 """Enrollment: collect good faces of one person (image folder or camera), embed, store.
 
-From a folder, each image contributes its best face (largest / most central) if it passes
-the quality gate; from a camera, frames are taken until ``n`` good ones were collected,
+From a folder, each image contributes its face if it passes the quality gate (an image with
+several faces is skipped: whose would it be?); from a camera, frames are taken until ``n`` good ones were collected,
 while the console tells the person what to fix ("closer", "face the camera", "too dark").
 """
 
@@ -35,6 +35,8 @@ class Collected:
         faces = front.faces(image)
         if len(faces.problems) == 0:
             return ["no face"]
+        if faces.n_detected > 1:  # whose face is it? never guess at enrollment
+            return [f"{faces.n_detected} faces: only the person to enroll may be in view"]
         if faces.problems[0]:
             return faces.problems[0]
         self.crops.append(faces.crops[0])
