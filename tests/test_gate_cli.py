@@ -326,6 +326,10 @@ def test_on_accept_action_runs_and_a_failing_one_never_stops_the_gate(site: dict
     errors = [json.loads(line) for line in out.splitlines() if '"action_error"' in line]
     assert len(errors) == len(accepted) and "exit status 3" in errors[0]["detail"]
     assert len(decisions(out)) == 5  # every photo still decided
+    with sqlite3.connect(tmp_path / "a.db") as conn:  # the audit log says what became of each door action
+        rows = conn.execute("SELECT a.outcome, e.person, e.decision FROM actions a JOIN events e ON e.id = a.event_id").fetchall()
+    assert sorted(p for _, p, _ in rows) == sorted(a.split()[0] for a in accepted)
+    assert {(o, d) for o, _, d in rows} == {("failed", "accept")}
 
 
 def test_enroll_warns_when_the_face_is_already_enrolled(site: dict[str, Path], tmp_path: Path):

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import cv2
 import numpy as np
@@ -63,6 +63,18 @@ CREATE TABLE labels (
     labelled REAL NOT NULL
 )
 """
+# Added after schema v1 (created on first use, so v1 files stay readable by older releases): what
+# became of each accept's door action (ok | failed | timeout | stale | queue_full | shutdown).
+ACTIONS_TABLE = """CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY,
+    event_id INTEGER REFERENCES events(id),
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT,
+    waited_s REAL,
+    ran_s REAL,
+    time REAL NOT NULL
+)"""
 EVENT_COLUMNS = (
     "time", "camera", "frame", "decision", "person_id", "person", "badge", "score", "margin", "votes", "track",
     "quality", "detect_ms", "align_ms", "embed_ms", "match_ms", "total_ms",
@@ -153,6 +165,14 @@ class AuditLog:
                 (self.run_id, *values, snapshot),
             )
         return int(cur.lastrowid)
+
+    def record_actions(self, outcomes: Iterable[Any]) -> None:
+        """Commit what became of door actions (``ActionOutcome``s) in one transaction."""
+        rows = [(o.event_id, o.action, o.outcome, o.detail, o.waited_s, o.ran_s, time.time()) for o in outcomes]
+        if rows:
+            with db.transaction(self.conn, self.path) as conn:
+                conn.execute(ACTIONS_TABLE)
+                conn.executemany("INSERT INTO actions (event_id, action, outcome, detail, waited_s, ran_s, time) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def finish_run(self, frames: int) -> None:
         with db.transaction(self.conn, self.path) as conn:

@@ -14,8 +14,10 @@ from typer.core import TyperGroup
 
 from ..data.cfp import DEFAULT_CFP_ROOT
 from ..errors import CorefaceError
+from .actions import MAX_AGE_S
 
 DEFAULT_REJECT_MARGIN = 0.1
+PERSON_REF_HELP = "Id, name (any case) or badge; refused if it fits several people: then id:N, badge:B or name:NAME."
 
 
 def _model_options(threads: Optional[int]) -> dict[str, Any]:
@@ -66,8 +68,7 @@ def enroll_command(
         raise CorefaceError("enroll: give exactly one of --images DIR or --camera SOURCE")
     console = Console(stderr=True)
     with Gallery(gallery, create=True) as store:
-        if name.strip() in {p.name for p in store.persons()}:
-            raise CorefaceError(f"{gallery}: {name!r} is already enrolled (choose another --name or remove it first)")
+        store.check_new_person(name, badge)  # before any photo is processed
         embedder, fingerprint = open_model(model, backend, **_model_options(threads))
         if store.model is not None and store.model != fingerprint:
             raise model_mismatch(gallery, store.model, fingerprint)
@@ -126,7 +127,7 @@ def gallery_list(gallery: Path = typer.Argument(..., help="Gallery SQLite file."
 
 
 @gallery_app.command("show")
-def gallery_show(gallery: Path = typer.Argument(...), person: str = typer.Argument(..., help="Id, name or badge.")) -> None:
+def gallery_show(gallery: Path = typer.Argument(...), person: str = typer.Argument(..., help=PERSON_REF_HELP)) -> None:
     """One person's embeddings: source, quality, whether a crop is kept."""
     from .gallery import Gallery
 
@@ -142,7 +143,7 @@ def gallery_show(gallery: Path = typer.Argument(...), person: str = typer.Argume
 
 
 @gallery_app.command("remove")
-def gallery_remove(gallery: Path = typer.Argument(...), person: str = typer.Argument(..., help="Id, name or badge.")) -> None:
+def gallery_remove(gallery: Path = typer.Argument(...), person: str = typer.Argument(..., help=PERSON_REF_HELP)) -> None:
     """Delete a person and everything stored about them (embeddings, crops)."""
     from .gallery import Gallery
 
@@ -192,8 +193,9 @@ def gate_command(
     audit: Path = typer.Option(Path("audit.db"), help="Audit log SQLite file (created if missing)."),
     camera_name: Optional[str] = typer.Option(None, help="Camera name in the audit log [default: SOURCE]."),
     snapshots: bool = typer.Option(False, "--snapshots", help="Store the aligned face of each decision in the audit log."),
-    on_accept: Optional[str] = typer.Option(None, help="Command run on accept (COREFACE_PERSON, _BADGE, _SCORE, _EVENT_ID set)."),
-    action_timeout: float = typer.Option(5.0, min=0.1, help="Seconds before an --on-accept command is killed."),
+    on_accept: Optional[str] = typer.Option(None, help="Command run on accept, without a shell (COREFACE_PERSON, _BADGE, _SCORE, _EVENT_ID in its environment; use sh -c '...' for shell syntax)."),
+    action_timeout: float = typer.Option(5.0, min=0.1, help="Seconds before an --on-accept command is killed (with its process group)."),
+    action_max_age: float = typer.Option(MAX_AGE_S, min=0.0, help="An accept whose door action waited longer than this (s) is dropped: the person may have left."),
     gpio_pin: Optional[int] = typer.Option(None, help="Jetson GPIO pin (BOARD numbering) pulsed high on accept."),
     preview: bool = typer.Option(False, "--preview", help="Show a window with boxes, names and scores (needs a display)."),
     profile: bool = typer.Option(False, "--profile", help="Print per-stage latency p50/p99 and FPS at the end."),
@@ -242,7 +244,7 @@ def gate_command(
             matcher=Matcher(matrix),
             decider=Decider(VotingPolicy(accept_at, vote_k, vote_n, cooldown, reject_margin)),
             audit=log,
-            actions=ActionRunner(actions, lambda msg: announce("action_error", msg)),
+            actions=ActionRunner(actions, lambda msg: announce("action_error", msg), max_age_s=action_max_age),
             badges=BadgeReader(badge, badge_command, lambda msg: announce("badge_error", msg)),
             camera=camera,
             emit=emit,

@@ -14,7 +14,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -135,11 +135,39 @@ class Gallery:
         return [Person(*r) for r in rows]
 
     def find(self, ref: str) -> Person:
-        """A person by id, display name or badge."""
-        for p in self.persons():
-            if ref in (str(p.id), p.name, p.badge):
-                return p
-        raise CorefaceError(f"{self.path}: no enrolled person {ref!r} (by id, name or badge)")
+        """A person by id, display name (ignoring case) or badge; ``id:N``, ``name:X``, ``badge:B`` pick one field.
+
+        A reference that matches more than one person (a badge that is another person's id,
+        say) is refused, naming the candidates: nothing is ever done to the wrong person.
+        """
+        field, colon, value = ref.partition(":")
+        keys: dict[str, Callable[[Person], str | None]] = {
+            "id": lambda p: str(p.id), "name": lambda p: name_key(p.name), "badge": lambda p: p.badge,
+        }  # fmt: skip
+        if colon and field in keys:
+            wanted = name_key(value) if field == "name" else value
+            matches = [p for p in self.persons() if keys[field](p) == wanted]
+            how = f"by {field}"
+        else:
+            matches = [p for p in self.persons() if ref in (str(p.id), p.badge) or name_key(ref) == name_key(p.name)]
+            how = "by id, name or badge"
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise CorefaceError(f"{self.path}: no enrolled person {ref!r} ({how})")
+        candidates = "; ".join(f"id {p.id} {p.name!r} (badge {p.badge or '-'})" for p in sorted(matches, key=lambda p: p.id))
+        raise CorefaceError(
+            f"{self.path}: {ref!r} matches {len(matches)} people: {candidates}; nothing done: "
+            f"say which with id:N, badge:B or name:NAME"
+        )
+
+    def check_new_person(self, name: str, badge: str | None = None) -> None:
+        """Refuse (one line) a name already enrolled (ignoring case and spacing) or a badge already held.
+
+        ``add_person`` checks again inside its transaction; enrollment calls this first, so a
+        clash is reported before any photo is processed.
+        """
+        _refuse_clash(self.path, self._query("SELECT name, badge FROM persons"), name, badge)
 
     def embeddings_of(self, person_id: int) -> list[dict[str, Any]]:
         rows = self._query(
@@ -202,6 +230,7 @@ class Gallery:
         name = name.strip()
         if not name:
             raise CorefaceError(f"{self.path}: a person needs a non-empty --name")
+        self.check_new_person(name, badge)  # before the embeddings are touched; again in the transaction
         embeddings = l2_normalize(np.atleast_2d(embeddings))
         if embeddings.shape[0] == 0:
             raise CorefaceError(f"{self.path}: no usable face for {name!r}; nothing enrolled")
@@ -211,10 +240,7 @@ class Gallery:
             dim = conn.execute("SELECT length(vector) / 4 FROM embeddings LIMIT 1").fetchone()
             if dim and dim[0] != embeddings.shape[1]:
                 raise CorefaceError(f"{self.path}: embeddings are {embeddings.shape[1]}-d, gallery holds {dim[0]}-d")
-            if conn.execute("SELECT 1 FROM persons WHERE name=?", (name,)).fetchone():
-                raise CorefaceError(f"{self.path}: {name!r} is already enrolled (choose another --name or remove it first)")
-            if badge and conn.execute("SELECT name FROM persons WHERE badge=?", (badge,)).fetchone():
-                raise CorefaceError(f"{self.path}: badge {badge!r} already belongs to another person")
+            _refuse_clash(self.path, conn.execute("SELECT name, badge FROM persons").fetchall(), name, badge)
             person_id = conn.execute(
                 "INSERT INTO persons (name, badge, created, updated) VALUES (?, ?, ?, ?)", (name, badge or None, now, now)
             ).lastrowid
@@ -267,9 +293,18 @@ class Gallery:
         here refuses the whole import (nothing is changed).
         """
         model, people = read_people(source)
-        clash = sorted({n for n in people} & {p.name for p in self.persons()})
+        here = self.persons()
+        taken = {name_key(p.name) for p in here}
+        clash = sorted(n for n in people if name_key(n) in taken)
         if clash:
             raise CorefaceError(f"{source}: already enrolled here: {', '.join(clash)} (remove them first)")
+        twins = _case_twins(people)
+        if twins:
+            raise CorefaceError(f"{source}: names differ only in case or spacing: {', '.join(map(repr, twins))} (rename one first)")
+        badges = {p.badge for p in here if p.badge}
+        held = sorted(f"{e['badge']} ({n})" for n, e in people.items() if e["badge"] and e["badge"] in badges)
+        if held:
+            raise CorefaceError(f"{source}: badges already held here: {', '.join(held)} (remove them first)")
         if self.model is not None and self.model != model:
             raise model_mismatch(source, model, self.model)
         with db.transaction(self.conn, self.path) as conn:
@@ -287,6 +322,33 @@ class Gallery:
                     if jpeg is not None:
                         conn.execute("INSERT INTO crops VALUES (?, ?)", (emb_id, jpeg))
         return sorted(people)
+
+
+def name_key(name: str) -> str:
+    """What makes two display names the same: case and runs of spaces are ignored."""
+    return " ".join(name.split()).casefold()
+
+
+def _refuse_clash(path: Path, rows: Sequence[tuple[str, str | None]], name: str, badge: str | None) -> None:
+    key = name_key(name)
+    for other, other_badge in rows:
+        if name_key(other) == key:
+            same = "" if other == name.strip() else f" as {other!r} (names are unique ignoring case and spacing)"
+            raise CorefaceError(f"{path}: {name.strip()!r} is already enrolled{same}: choose another --name or remove it first")
+    if badge:
+        for other, other_badge in rows:
+            if other_badge == badge:
+                raise CorefaceError(f"{path}: badge {badge!r} already belongs to {other!r} (remove it first or choose another --badge)")
+
+
+def _case_twins(people: dict[str, Any]) -> list[str]:
+    seen: dict[str, str] = {}
+    twins: list[str] = []
+    for name in people:
+        first = seen.setdefault(name_key(name), name)
+        if first != name:
+            twins += [first, name]
+    return twins
 
 
 def read_people(source: str | Path) -> tuple[str, dict[str, dict[str, Any]]]:

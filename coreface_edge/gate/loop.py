@@ -264,6 +264,12 @@ class GateLoop:
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             raise KeyboardInterrupt
 
+    def _record_actions(self) -> None:
+        """Door-action outcomes into the audit log, from this (the SQLite) thread."""
+        outcomes = self.actions.drain_outcomes()
+        if outcomes and self.audit is not None:
+            self.audit.record_actions(outcomes)
+
     def run(self, frames: Iterable[Frame], max_frames: int | None = None) -> GateStats:
         """Run until the source ends, ``max_frames``, a signal, or 'q' in the preview."""
         stats = self.stats
@@ -288,6 +294,7 @@ class GateLoop:
                     except Exception as exc:  # noqa: BLE001 - one bad frame must never stop the gate
                         stats.bad_frames += 1
                         self.event("bad_frame", f"frame {frame.name}: {type(exc).__name__}: {str(exc).strip()[:200]}")
+                    self._record_actions()
                     if self.audit is not None and stats.frames % CHECKPOINT_FRAMES == 0:
                         self.audit.update_frames(stats.frames)
                     if stop.reason:
@@ -301,6 +308,7 @@ class GateLoop:
                 stats.stopped_by = "preview closed" if self.preview else "SIGINT"
             finally:
                 self.actions.close()
+                self._record_actions()
                 if self.audit is not None:
                     self.audit.finish_run(stats.frames)
                 if self.preview:
