@@ -75,8 +75,14 @@ def mobilefacenet_artifact(tmp_path_factory: pytest.TempPathFactory, parity_face
 
 
 @pytest.fixture(scope="session")
-def mobilefacenet_onnx(tmp_path_factory: pytest.TempPathFactory, mobilefacenet_artifact: Path, parity_faces: np.ndarray) -> Path:
-    from coreface_edge.export.onnx_export import ExportOptions, export_onnx
+def mobilefacenet_onnx(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, parity_faces: np.ndarray) -> Path:
+    """The MobileFaceNet artefact exported here; without torch (a Jetson), the shipped model's
+    packaged export, so the TensorRT tests run where TensorRT is."""
+    from coreface_edge.pretrained import can_export, copy_packaged_export
 
     out = tmp_path_factory.mktemp("onnx") / "mobilefacenet.onnx"
-    return export_onnx(mobilefacenet_artifact, out, ExportOptions(), parity_faces).path
+    if not can_export():
+        return copy_packaged_export("mobilefacenet_coreface", out)
+    from coreface_edge.export.onnx_export import ExportOptions, export_onnx
+
+    return export_onnx(request.getfixturevalue("mobilefacenet_artifact"), out, ExportOptions(), parity_faces).path

@@ -1,12 +1,19 @@
-"""Frame sources through OpenCV: webcam index, video file, image folder, RTSP URL, GStreamer.
+"""Frame sources through OpenCV: webcam index, video file, image folder, network stream, GStreamer.
 
-``open_source(spec)`` picks the kind from the spec. Live sources (camera, RTSP, GStreamer)
-are reopened with exponential back-off when they drop; files and folders end cleanly.
+``open_source(spec)`` picks the kind from the spec. Live sources (camera, network stream,
+GStreamer) are reopened with exponential back-off when they drop; files and folders end cleanly.
+
+Network streams (RTSP, HTTP MJPEG, ...) go through OpenCV's FFmpeg backend with open and read
+timeouts of a few seconds, so a stalled or silent camera is noticed (and a stop signal handled)
+within seconds instead of FFmpeg's own ~30 s. A GStreamer pipeline needs an OpenCV built with
+GStreamer (JetPack's is, pip's ``opencv-python(-headless)`` is not): that is checked first.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +27,15 @@ from ..errors import CorefaceError
 # The gate reports an unreachable stream itself, in one line; FFmpeg's own log would add noise.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# Sources FFmpeg reads over the network (source kind "rtsp", the first and most common of them).
+NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "rtmps://", "udp://", "tcp://", "srt://")
+STREAM_OPEN_TIMEOUT_S = 5.0  # connect + handshake + stream probing of a network stream
+STREAM_READ_TIMEOUT_S = 5.0  # longest wait for the next frame before the stream counts as lost
+# cv::CAP_PROP_OPEN_TIMEOUT_MSEC / CAP_PROP_READ_TIMEOUT_MSEC (FFmpeg backend, OpenCV 4.5.4+); some
+# Python builds of those versions lack the names, so the enum values are the fallback.
+OPEN_TIMEOUT_PROP = int(getattr(cv2, "CAP_PROP_OPEN_TIMEOUT_MSEC", 53))
+READ_TIMEOUT_PROP = int(getattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC", 54))
+STREAM_TIMEOUTS_SINCE = (4, 5, 4)
 
 
 @dataclass(frozen=True)
@@ -56,10 +72,13 @@ def nvargus_pipeline(
 
 
 def source_kind(spec: str) -> str:
-    """``camera`` | ``rtsp`` | ``gstreamer`` | ``folder`` | ``video`` for a SOURCE argument."""
+    """``camera`` | ``rtsp`` | ``gstreamer`` | ``folder`` | ``video`` for a SOURCE argument.
+
+    ``rtsp`` is any network stream (:data:`NETWORK_SCHEMES`: RTSP, HTTP(S) MJPEG, RTMP, ...).
+    """
     if spec.isdigit():
         return "camera"
-    if spec.lower().startswith(("rtsp://", "rtsps://", "http://", "https://")):
+    if spec.lower().startswith(NETWORK_SCHEMES):
         return "rtsp"
     if "!" in spec:
         return "gstreamer"
@@ -71,12 +90,88 @@ def source_kind(spec: str) -> str:
     raise CorefaceError(f"{spec}: no such file or folder, and not a camera index, RTSP URL or GStreamer pipeline")
 
 
-def opener(spec: str, kind: str) -> Callable[[], Capture]:
-    """A function that opens the capture for a live or video source."""
+def build_has(build_info: str, feature: str) -> bool:
+    """Whether ``cv2.getBuildInformation()`` text says ``feature`` (``GStreamer``, ``FFMPEG``) is built in.
+
+    OpenCV 4 prints ``GStreamer:  YES (1.20.3)`` or ``GStreamer:  NO`` under "Video I/O"; older
+    builds put the value on indented lines below (``base: YES (ver 1.14.5)``). No line at all
+    means OpenCV was configured without it.
+    """
+    lines = build_info.splitlines()
+    for k, line in enumerate(lines):
+        name, sep, value = line.strip().partition(":")
+        if not sep or name.strip().lower() != feature.lower():
+            continue
+        value = value.strip().upper()
+        if value:
+            return not value.startswith("NO")
+        indent = len(line) - len(line.lstrip())
+        for below in lines[k + 1 :]:  # the 3.x layout: the parts on deeper-indented lines
+            if not below.strip() or len(below) - len(below.lstrip()) <= indent:
+                break
+            if below.partition(":")[2].strip().upper().startswith("YES"):
+                return True
+        return False
+    return False
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"4.10.0-dev"`` -> ``(4, 10, 0)``."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("-")[0])[:3])
+
+
+@functools.lru_cache(maxsize=1)
+def _build_information() -> str:
+    return cv2.getBuildInformation()
+
+
+def stream_timeouts_supported(version: str = cv2.__version__, build_info: str | None = None) -> bool:
+    """Whether this OpenCV takes open/read timeouts for network streams (FFmpeg backend, 4.5.4+)."""
+    info = _build_information() if build_info is None else build_info
+    return version_tuple(version) >= STREAM_TIMEOUTS_SINCE and build_has(info, "FFMPEG")
+
+
+def stream_params(open_timeout_s: float = STREAM_OPEN_TIMEOUT_S, read_timeout_s: float = STREAM_READ_TIMEOUT_S) -> list[int]:
+    """The ``cv2.VideoCapture`` parameters that bound how long opening and reading a stream may block."""
+    return [OPEN_TIMEOUT_PROP, round(open_timeout_s * 1000), READ_TIMEOUT_PROP, round(read_timeout_s * 1000)]
+
+
+def no_gstreamer_error(spec: str, version: str = cv2.__version__, location: str = str(Path(cv2.__file__).parent)) -> CorefaceError:
+    """The one line for a GStreamer pipeline on an OpenCV built without GStreamer."""
+    head = spec.split("!")[0].strip()
+    return CorefaceError(
+        f"{head} ! ...: this OpenCV build has no GStreamer (cv2 {version} from {location}; pip's opencv-python and "
+        f"opencv-python-headless are built without it), so no GStreamer pipeline can open; on a Jetson use JetPack's "
+        f"OpenCV instead (docs/jetson.md, 'Keep JetPack's OpenCV')"
+    )
+
+
+def check_gstreamer(spec: str, build_info: str | None = None) -> None:
+    """Refuse a GStreamer pipeline at once when this OpenCV cannot run one (instead of blaming the camera)."""
+    info = _build_information() if build_info is None else build_info
+    if build_has(info, "GStreamer"):
+        return
+    registry = getattr(cv2, "videoio_registry", None)  # a GStreamer plugin loaded at run time counts too
+    if build_info is None and registry is not None and registry.hasBackend(cv2.CAP_GSTREAMER):
+        return
+    raise no_gstreamer_error(spec)
+
+
+def opener(
+    spec: str, kind: str, open_timeout_s: float = STREAM_OPEN_TIMEOUT_S, read_timeout_s: float = STREAM_READ_TIMEOUT_S
+) -> Callable[[], Capture]:
+    """A function that opens the capture for a live or video source.
+
+    A network stream is opened through FFmpeg with open/read timeouts where this OpenCV has
+    them (:func:`stream_timeouts_supported`); otherwise as before, with FFmpeg's ~30 s.
+    """
     if kind == "camera":
         return lambda: cv2.VideoCapture(int(spec))
     if kind == "gstreamer":
         return lambda: cv2.VideoCapture(spec, cv2.CAP_GSTREAMER)
+    if kind == "rtsp" and stream_timeouts_supported():
+        params = stream_params(open_timeout_s, read_timeout_s)
+        return lambda: cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
     return lambda: cv2.VideoCapture(spec)
 
 
@@ -98,14 +193,15 @@ def folder_frames(files: list[Path], on_bad: Callable[[str, str], None]) -> Iter
         yield Frame(index, time.time(), image, path.name)
 
 
-def open_checked(open_capture: Callable[[], Capture], label: str, kind: str) -> Capture:
+def open_checked(open_capture: Callable[[], Capture], label: str, kind: str, open_timeout_s: float | None = None) -> Capture:
     """Open a capture now, so a missing camera or unreachable stream fails before the loop starts."""
     cap = open_capture()
     if not cap.isOpened():
         cap.release()
         if kind == "video":
             raise CorefaceError(f"{label}: cannot open this video file (unsupported or corrupt)")
-        raise CorefaceError(f"{label}: cannot open this {kind} source (no camera there, or the stream is unreachable)")
+        within = f" or gave no answer within {open_timeout_s:g} s" if open_timeout_s else ""
+        raise CorefaceError(f"{label}: cannot open this {kind} source (no camera there, or the stream is unreachable{within})")
     return cap
 
 
@@ -146,28 +242,43 @@ def live_frames(
     max_reopens: int | None = None,
     on_event: Callable[[str, str], None] = lambda *_: None,
     sleep: Callable[[float], None] = time.sleep,
+    notice: str | None = None,
 ) -> Iterator[Frame]:
     """Frames of an opened live source; when it drops, reopen it with back-off (forever by default).
 
-    ``max_reopens`` consecutive failed reopens end the stream with an error.
+    The back-off restarts only after a good frame: a source that opens but gives no frame
+    (a stream that connects and then sends nothing decodable) counts as a failed attempt, so
+    it is retried ever more slowly instead of every ``backoff.first`` seconds. ``max_reopens``
+    consecutive attempts without a frame end the stream with an error. ``notice`` (a warning
+    about the source) is announced as a ``source_warning`` event when the first frame is asked for.
     """
     index = 0
+    delays: Iterator[float] | None = None  # the back-off since the last good frame
+    attempts = 0  # reopen attempts since the last good frame
+    fresh = False  # cap was (re)opened and has not given a frame yet
     try:
+        if notice:
+            on_event("source_warning", notice)
         while True:
             ok, image = cap.read()
             if ok and image is not None:
+                delays, attempts, fresh = None, 0, False
                 yield Frame(index, time.time(), image, str(index))
                 index += 1
                 continue
             cap.release()
-            on_event("source_lost", label)
-            for attempt, delay in enumerate(backoff.delays(), start=1):
-                if max_reopens is not None and attempt > max_reopens:
+            on_event("source_lost", f"{label}: opened but gave no frame" if fresh or index == 0 else label)
+            if delays is None:
+                delays = backoff.delays()
+            while True:
+                attempts += 1
+                if max_reopens is not None and attempts > max_reopens:
                     raise CorefaceError(f"{label}: source lost and {max_reopens} reopen attempts failed")
-                sleep(delay)
+                sleep(next(delays))
                 cap = open_capture()
                 if cap.isOpened():
-                    on_event("source_reopened", f"{label} after {attempt} attempt(s)")
+                    on_event("source_reopened", f"{label} after {attempts} attempt(s)")
+                    fresh = True
                     break
                 cap.release()
     finally:
@@ -188,15 +299,30 @@ def open_source(
     on_event: Callable[[str, str], None] = lambda *_: None,
     backoff: Backoff = Backoff(),
     max_reopens: int | None = None,
+    open_timeout_s: float = STREAM_OPEN_TIMEOUT_S,
+    read_timeout_s: float = STREAM_READ_TIMEOUT_S,
 ) -> Source:
-    """Open a SOURCE spec now (errors surface here); ``on_event(kind, detail)`` hears drops and bad frames."""
+    """Open a SOURCE spec now (errors surface here); ``on_event(kind, detail)`` hears drops and bad frames.
+
+    ``open_timeout_s`` / ``read_timeout_s`` bound each open and each read of a network stream.
+    Nothing is announced through ``on_event`` before the first frame is asked for.
+    """
     kind = source_kind(spec)
     if kind == "folder":
         files = folder_images(Path(spec))
         return Source(kind, folder_frames(files, lambda name, why: on_event("bad_frame", f"{name}: {why}")), len(files))
-    open_capture = opener(spec, kind)
-    cap = open_checked(open_capture, spec, kind)
+    if kind == "gstreamer":
+        check_gstreamer(spec)
+    timeouts = kind == "rtsp" and stream_timeouts_supported()
+    open_capture = opener(spec, kind, open_timeout_s, read_timeout_s)
+    cap = open_checked(open_capture, spec, kind, open_timeout_s if timeouts else None)
     if kind == "video":
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if isinstance(cap, cv2.VideoCapture) else 0
         return Source(kind, video_frames(cap), count or None)
-    return Source(kind, live_frames(cap, open_capture, spec, backoff, max_reopens, on_event), None)
+    notice = None
+    if kind == "rtsp" and not timeouts:
+        notice = (
+            f"OpenCV {cv2.__version__} sets no stream timeouts (needs 4.5.4+ with FFmpeg): a stalled stream is noticed, "
+            f"and a stop signal handled, only after FFmpeg's own timeout (~30 s)"
+        )
+    return Source(kind, live_frames(cap, open_capture, spec, backoff, max_reopens, on_event, notice=notice), None)
