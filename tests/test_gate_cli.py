@@ -99,6 +99,7 @@ def test_gate_over_a_folder_decides_every_photo_against_ground_truth(site: dict[
     assert all(r[4] for r in rows) and run[0] == len(face_photos) and run[1] is not None
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["event"] == "summary" and summary["frames"] == len(face_photos) and summary["faces_low_quality"] == 1
+    assert summary["faces_detected"] == summary["faces_judged"] + summary["faces_low_quality"] + summary["faces_not_examined"]
     assert summary["decisions"] == {k: sum(d["decision"] == k for d in got.values()) for k in ("accept", "reject", "unknown")}
     assert set(summary["latency_ms"]) == {"detect", "align", "embed", "match", "read", "total"}
 

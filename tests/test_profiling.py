@@ -280,6 +280,7 @@ def test_pipeline_profile_on_real_video(mobilefacenet_onnx, walkers_video, tmp_p
     assert parts == pytest.approx(e2e["mean_ms"], rel=1e-3)  # stages + other add up to the frame time
     assert rows["detect"]["metrics"]["p50_ms"] > 1.0 and rows["capture"]["metrics"]["p50_ms"] > 0.1
     assert report["settings"]["faces_detected"] > 4 and report["settings"]["measured_frames"] == 4
+    assert report["settings"]["detect_side"] == "auto (as the gate)"  # 768 px for 1080p, as `gate` picks it
     assert (tmp_path / "pipeline_stages.png").read_bytes().startswith(PNG_MAGIC)
     assert (tmp_path / "pipeline_audit.db").is_file()
 

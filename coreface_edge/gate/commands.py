@@ -16,7 +16,6 @@ from ..data.cfp import DEFAULT_CFP_ROOT
 from ..errors import CorefaceError
 from .actions import MAX_AGE_S
 
-DEFAULT_REJECT_MARGIN = 0.1
 PERSON_REF_HELP = "Id, name (any case) or badge; refused if it fits several people: then id:N, badge:B or name:NAME."
 
 
@@ -212,7 +211,7 @@ def gate_command(
     from .loop import BadgeReader, GateLoop
     from .matcher import Matcher
     from .sources import open_source
-    from .threshold import load_threshold, open_model, resolve_threshold
+    from .threshold import load_threshold, open_model, reject_margin_of, resolve_threshold
     from .voting import Decider, VotingPolicy
 
     if badge and badge_command:
@@ -226,9 +225,8 @@ def gate_command(
     if badge:
         matrix.index_of_badge(badge)
     accept_at, origin, stored = resolve_threshold(model, fingerprint, threshold)
-    point = stored or load_threshold(model, fingerprint)  # with --threshold: still the measured accept/reject gap
-    if reject_margin is None:
-        reject_margin = point.threshold - point.reject_threshold if point and point.reject_threshold is not None else DEFAULT_REJECT_MARGIN
+    if reject_margin is None:  # with --threshold too: the measured accept/reject gap
+        reject_margin = reject_margin_of(stored or load_threshold(model, fingerprint))
     if preview:
         _check_display()
     actions = [CommandAction(on_accept, action_timeout)] if on_accept else []
@@ -321,6 +319,7 @@ def _print_summary(console: Console, summary: dict[str, Any], profile: bool) -> 
     table.add_column("value", justify="right")
     rows = {"frames": "frames", "fps": "frames per second", "cpu_ms_per_frame": "CPU ms per frame (all threads)",
             "faces_detected": "faces detected", "faces_judged": "faces judged", "faces_low_quality": "faces below the quality gate",
+            "faces_not_examined": "faces beyond --max-faces (not examined)",
             "bad_frames": "bad frames (skipped)"}  # fmt: skip
     for key, label in rows.items():
         table.add_row(label, str(summary[key]))

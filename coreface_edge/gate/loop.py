@@ -70,6 +70,7 @@ class GateStats:
     bad_frames: int = 0
     faces_detected: int = 0
     faces_judged: int = 0
+    faces_not_examined: int = 0  # detected beyond --max-faces (smaller / less central)
     faces_low_quality: int = 0
     decisions: Counter = field(default_factory=Counter)
     latency: dict[str, deque] = field(default_factory=lambda: {s: deque(maxlen=LATENCY_WINDOW) for s in (*STAGES, "read", "total")})
@@ -100,6 +101,7 @@ class GateStats:
             "cpu_ms_per_frame": round(self.cpu_ms_per_frame, 2),
             "faces_detected": self.faces_detected,
             "faces_judged": self.faces_judged,
+            "faces_not_examined": self.faces_not_examined,
             "faces_low_quality": self.faces_low_quality,
             "decisions": {k: self.decisions[k] for k in (ACCEPT, REJECT, UNKNOWN)},
             "bad_frames": self.bad_frames,
@@ -185,6 +187,7 @@ class GateLoop:
         self.stats.faces_detected += faces.n_detected
         self.stats.faces_judged += len(ok)
         self.stats.faces_low_quality += len(faces.problems) - len(ok)
+        self.stats.faces_not_examined += faces.n_detected - len(faces.problems)
         t0 = now = time.perf_counter()  # monotonic: votes and cooldowns ignore wall-clock jumps (NTP)
         person, badge = self._claimed_person(now) if ok else (None, None)
         if person == NO_MATCH:  # a badge nobody enrolled holds: every face is a mismatch

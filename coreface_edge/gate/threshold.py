@@ -122,6 +122,17 @@ def carry_threshold(source: str | Path, target: str | Path, fingerprint: str, no
     return store_threshold(target, replace(stored, data=f"{stored.data}; {note}", created=time.time()))
 
 
+DEFAULT_REJECT_MARGIN = 0.1  # 'reject' band under the threshold when no operating point is stored
+
+
+def reject_margin_of(point: OperatingThreshold | None) -> float:
+    """The measured gap between the accept threshold and the score at 10x its FAR ('reject' below
+    the threshold but above that: the face looks enrolled), else the default."""
+    if point is None or point.reject_threshold is None:
+        return DEFAULT_REJECT_MARGIN
+    return point.threshold - point.reject_threshold
+
+
 def resolve_threshold(model: str | Path, fingerprint: str, given: float | None) -> tuple[float, str, OperatingThreshold | None]:
     """``(threshold, where it came from, the stored operating point or None)``: ``--threshold``
     if given, else the stored one."""

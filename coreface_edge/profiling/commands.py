@@ -77,7 +77,7 @@ def profile(
     gallery_size: int = typer.Option(100, "--gallery-size", min=1, help="--pipeline without --gallery: random people to match against."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="--pipeline: accept score (default: stored, else 0.5)."),
     max_faces: int = typer.Option(1, "--max-faces", min=1, help="--pipeline: faces judged per frame."),
-    detect_side: int = typer.Option(640, "--detect-side", min=64, help="--pipeline: detect on a view no larger than this."),
+    detect_side: Optional[int] = typer.Option(None, "--detect-side", min=64, help="--pipeline: detect on a view no larger than this [default: as the gate: 320 for 640x480, 768 for 1080p]."),
     audit: Optional[Path] = typer.Option(None, "--audit", help="--pipeline: audit log to write (default: OUT/pipeline_audit.db)."),
 ) -> None:
     """Latency percentiles, throughput and memory of model files per batch size (like trtexec),

@@ -158,7 +158,7 @@ class PipelineOptions:
     gallery_size: int = 100
     threshold: float | None = None
     max_faces: int = 1
-    detect_side: int = 640
+    detect_side: int | None = None  # None: as the gate picks it (auto_detect_side)
     max_frames: int | None = None
     warmup: int = 5
     backend: str | None = None
@@ -176,7 +176,7 @@ def profile_pipeline(
     from ..gate.matcher import Matcher
     from ..gate.pipeline import FaceFrontEnd
     from ..gate.sources import open_source
-    from ..gate.threshold import load_threshold, open_model
+    from ..gate.threshold import load_threshold, open_model, reject_margin_of
     from ..gate.voting import Decider, VotingPolicy
 
     embedder, fingerprint = open_model(model, options.backend)
@@ -187,7 +187,7 @@ def profile_pipeline(
     else:
         matrix = synthetic_gallery(options.gallery_size, embedder.contract.embedding_size, fingerprint)
         gallery_text = f"synthetic: {options.gallery_size} random unit embeddings (timing only)"
-    stored = load_threshold(model, fingerprint) if options.threshold is None else None
+    stored = load_threshold(model, fingerprint)
     threshold = options.threshold if options.threshold is not None else (stored.threshold if stored else 0.5)
     clock = StageClock()
     timer = FrameTimer(clock, options.warmup, advance)
@@ -197,7 +197,7 @@ def profile_pipeline(
         loop = GateLoop(
             front=TimedFrontEnd(front, clock),
             matcher=Timed(Matcher(matrix), clock, {"match": "match"}),
-            decider=Timed(Decider(VotingPolicy(threshold)), clock, {"update": "decide"}),
+            decider=Timed(Decider(VotingPolicy(threshold, reject_margin=reject_margin_of(stored))), clock, {"update": "decide"}),
             audit=Timed(audit, clock, {"write": "log"}),
             actions=_no_actions(),
             badges=BadgeReader(None, None, lambda _msg: None),
@@ -216,7 +216,7 @@ def profile_pipeline(
         "gallery": gallery_text,
         "threshold": threshold,
         "max_faces": options.max_faces,
-        "detect_side": options.detect_side,
+        "detect_side": options.detect_side or "auto (as the gate)",
         "frames": stats.frames,
         "warmup_frames": min(options.warmup, timer.closed),
         "measured_frames": len(timer.frames),
