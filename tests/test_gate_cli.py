@@ -276,6 +276,27 @@ def test_threshold_is_picked_stored_and_used_by_default(site: dict[str, Path], a
     assert f"threshold {moved:.4f} from --threshold, reject from {moved - gap:.4f}" in " ".join(out.split())
 
 
+def test_threshold_from_the_sites_own_labelled_faces(site: dict[str, Path], aligned_cfp: Path, tmp_path: Path):
+    """`threshold --faces`: every pair of the site's aligned faces (here 30 CFP people, one folder each)."""
+    from coreface_edge.data.imagefolder import ImageFolder
+
+    people = sorted(p for p in aligned_cfp.iterdir() if p.is_dir())[:30]
+    faces = tmp_path / "faces"
+    for person in people:
+        (faces / person.name).mkdir(parents=True)
+        for crop in sorted(person.glob("frontal_*.jpg"))[:6]:
+            (faces / person.name / crop.name).write_bytes(crop.read_bytes())
+    model = tmp_path / "model.onnx"
+    model.write_bytes(site["model"].read_bytes())
+    text = " ".join(invoke("threshold", "--model", model, "--far", "1e-3", "--faces", faces, "--store").split())
+    stored = json.loads((tmp_path / "model.onnx.threshold.json").read_text())
+    labels = ImageFolder(faces).labels
+    assert labels.size == 180 and stored["genuine_pairs"] == 30 * 15 and stored["impostor_pairs"] == 180 * 179 // 2 - 30 * 15
+    assert stored["far"] <= 1e-3 and "site faces, 30 people" in stored["data"] and f"{stored['threshold']:.4f}" in text
+    with pytest.raises(CorefaceError, match="exactly one of --data"):
+        invoke("threshold", "--model", model, "--far", "1e-3")
+
+
 @pytest.fixture()
 def trained() -> Path:
     found = trained_artifact()

@@ -340,7 +340,8 @@ def _print_summary(console: Console, summary: dict[str, Any], profile: bool) -> 
 def threshold_command(
     model: Path = typer.Option(..., help="Embedding model (.onnx, .engine/.plan, .pt)."),
     far: float = typer.Option(1e-3, help="Target false-accept rate (per comparison)."),
-    data: Path = typer.Option(..., help="Aligned CFP folder (written by 'data prepare-cfp')."),
+    data: Optional[Path] = typer.Option(None, help="Aligned CFP folder (written by 'data prepare-cfp'): the CFP protocol pairs."),
+    faces: Optional[Path] = typer.Option(None, help="Or the site's own labelled faces: FACES/<person>/*.jpg aligned crops ('data align' writes them), every pair."),
     cfp_root: Path = typer.Option(DEFAULT_CFP_ROOT, envvar="COREFACE_CFP_ROOT", help="CFP release with the Protocol/ folder."),
     identities: str = typer.Option("401-500", help="Evaluation identities (never trained on)."),
     setting: str = typer.Option("FF", help="FF (frontal-frontal, what a gate sees) or FP (frontal-profile)."),
@@ -350,14 +351,19 @@ def threshold_command(
     threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime: intra-op threads."),
 ) -> None:
     """Pick the operating threshold for a target FAR from the impostor pairs of an evaluation set."""
-    from .threshold import REJECT_FAR_FACTOR, open_model, store_threshold, threshold_on_cfp
+    from .threshold import REJECT_FAR_FACTOR, open_model, store_threshold, threshold_on_cfp, threshold_on_faces
 
+    if (data is None) == (faces is None):
+        raise CorefaceError("threshold: give exactly one of --data (aligned CFP) or --faces (the site's own labelled faces)")
     if setting not in ("FF", "FP"):
         raise CorefaceError(f"--setting {setting}: choose FF or FP")
     console = Console(stderr=True)
     embedder, fingerprint = open_model(model, backend, **_model_options(threads))
-    chosen = threshold_on_cfp(fingerprint, embedder.embed, data, cfp_root, identities, setting, far, batch_size, console)
-    table = Table(title=f"operating threshold of {model.name} at FAR {far:g} ({setting}, identities {identities})")
+    if faces is not None:
+        chosen = threshold_on_faces(fingerprint, embedder.embed, faces, far, batch_size, console)
+    else:
+        chosen = threshold_on_cfp(fingerprint, embedder.embed, data, cfp_root, identities, setting, far, batch_size, console)
+    table = Table(title=f"operating threshold of {model.name} at FAR {far:g} ({chosen.data})")
     for column in ("threshold", "FAR observed", "TAR expected", f"reject from (FAR {min(REJECT_FAR_FACTOR * far, 1):g})", "genuine pairs", "impostor pairs"):
         table.add_column(column, justify="right")
     table.add_row(f"{chosen.threshold:.4f}", f"{chosen.far:.2e}", f"{chosen.tar:.4f}", f"{chosen.reject_threshold:.4f}",

@@ -183,9 +183,29 @@ def threshold_on_cfp(
         genuine, impostor = exhaustive_scores(embeddings[:n], ids[:n], embeddings[n:], ids[n:])
     else:
         genuine, impostor = exhaustive_scores(embeddings, ids)
+    return operating_point(genuine, impostor, far_target, fingerprint, f"{data} ({setting}, identities {identities})")
+
+
+def threshold_on_faces(fingerprint: str, embedder: Embedder, faces: Path, far_target: float, batch_size: int, console: Console) -> OperatingThreshold:
+    """The threshold measured on the site's own labelled faces: ``faces/<person>/*.jpg`` aligned
+    112x112 crops (``coreface-edge data align`` writes them from photos), every pair of them."""
+    from ..data.imagefolder import ImageFolder
+    from ..evaluation.embedding import embed_batches, read_aligned
+    from ..evaluation.scores import exhaustive_scores
+
+    folder = ImageFolder(faces)
+    ids = np.asarray(folder.labels)
+    check_far(far_target, impostor_pair_count(ids.tolist()))
+    paths = [path for path, _ in folder.samples]
+    embeddings = embed_batches(read_aligned(paths, batch_size), len(paths), embedder, console, f"embedding {len(paths)} faces")
+    genuine, impostor = exhaustive_scores(embeddings, ids)
+    if genuine.size == 0:
+        raise CorefaceError(f"{faces}: every person has one face: genuine pairs need at least 2 faces of a person")
+    return operating_point(genuine, impostor, far_target, fingerprint, f"{faces} (site faces, {len(set(ids.tolist()))} people)")
+
+
+def operating_point(genuine: np.ndarray, impostor: np.ndarray, far_target: float, fingerprint: str, data: str) -> OperatingThreshold:
+    """The threshold at ``far_target`` on these scores, with the 'reject' threshold at 10x that FAR."""
     threshold, far, tar = pick_threshold(genuine, impostor, far_target)
     reject = tar_at_far(roc_curve(genuine, impostor), min(REJECT_FAR_FACTOR * far_target, 1.0)).threshold
-    return OperatingThreshold(
-        threshold, far_target, far, tar, int(genuine.size), int(impostor.size), fingerprint,
-        f"{data} ({setting}, identities {identities})", time.time(), reject,
-    )  # fmt: skip
+    return OperatingThreshold(threshold, far_target, far, tar, int(genuine.size), int(impostor.size), fingerprint, data, time.time(), reject)
