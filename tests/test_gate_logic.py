@@ -78,6 +78,16 @@ def test_the_next_person_in_a_queue_does_not_wait_out_the_cooldown():
     assert [(x.kind, x.person) for _ in range(2) for x in d.update(next(t), [obs(5, 0.8)])] == [(ACCEPT, 5)]
 
 
+def test_a_gallery_reload_moves_votes_and_cooldowns_to_the_new_indices():
+    d = Decider(VotingPolicy(threshold=0.5, vote_k=2, vote_n=3, cooldown_s=5))
+    assert [x.person for x in d.update(0.0, [obs(2, 0.9)]) + d.update(0.1, [obs(2, 0.9)])] == [2]  # accepted
+    far = (400.0, 100.0, 80.0, 80.0)
+    d.update(0.2, [obs(1, 0.9, far)])  # one vote for person 1 on another track
+    d.remap({2: 0})  # person 2 is now index 0; person 1 was removed
+    assert d.update(0.3, [obs(0, 0.9, far)]) == []  # the removed person's vote is gone: 1 of 2 votes
+    assert d.update(0.4, [obs(0, 0.9, (700.0, 50.0, 60.0, 60.0))]) == []  # index 0 keeps person 2's cooldown
+
+
 def test_zero_cooldown_decides_every_frame():
     d = Decider(VotingPolicy(threshold=0.5, vote_k=1, vote_n=1, cooldown_s=0))
     kinds = [x.kind for t in range(4) for x in d.update(float(t) * 0.01, [obs(1, 0.9)])]
@@ -457,6 +467,47 @@ def test_enrollment_skips_a_photo_with_two_faces(face_photos: list[Path]):
     front = FaceFrontEnd(YuNetDetector(), embed=lambda crops: crops, detect_side=FULL_RESOLUTION)  # as enroll does
     got = from_images(front, [Path(n) for n in images], lambda p: images[p.name], lambda: None)
     assert got.sources == ["alone.jpg"] and got.skipped == [("pair.jpg", "2 faces: only the person to enroll may be in view")]
+
+
+def test_a_person_removed_while_the_gate_runs_is_no_longer_accepted(tmp_path: Path, face_photos: list[Path]):
+    """`gallery remove` from another process (here: another connection) between two frames."""
+    import json
+
+    from coreface_edge.face.detector import YuNetDetector
+    from coreface_edge.gate.actions import ActionRunner
+    from coreface_edge.gate.gallery import GalleryWatcher
+    from coreface_edge.gate.loop import BadgeReader, GateLoop
+    from coreface_edge.gate.pipeline import FaceFrontEnd
+    from coreface_edge.gate.sources import Frame
+
+    embed = lambda crops: np.ones((len(crops), 16), np.float32)  # noqa: E731 - every face looks like ann
+    with Gallery(tmp_path / "g.db", create=True) as g:
+        g.add_person("bob", _unit(np.random.default_rng(1), 1), "m")
+        g.add_person("ann", np.ones((1, 16), np.float32) / 4.0, "m")
+    watcher = GalleryWatcher(tmp_path / "g.db")
+    matrix = watcher.load("m")
+    assert watcher.poll() is None
+    face = cv2.imread(str(face_photos[0]))
+
+    def frames():
+        for i in range(4):
+            if i == 2:
+                with Gallery(tmp_path / "g.db") as other:
+                    other.remove("ann")
+            yield Frame(i, 0.1 * i, face, f"f{i}")
+
+    lines: list[str] = []
+    loop = GateLoop(FaceFrontEnd(YuNetDetector(), embed), Matcher(matrix), Decider(VotingPolicy(0.9, 1, 1, 0.0)), None,
+                    ActionRunner([], print), BadgeReader(None, None, print), "cam", emit=lines.append,
+                    gallery=watcher, reload_every_s=0.0)  # fmt: skip
+    loop.run(frames())
+    watcher.close()
+    out = [json.loads(line) for line in lines]
+    got = [(o.get("frame"), o.get("decision"), o.get("person")) for o in out if "decision" in o]
+    assert got[:2] == [("f0", ACCEPT, "ann"), ("f1", ACCEPT, "ann")]
+    assert all(person != "ann" for _, _, person in got[2:]) and len(got) == 4
+    reloaded = [o for o in out if o.get("event") == "gallery_reloaded"]
+    assert len(reloaded) == 1 and reloaded[0]["detail"].startswith("1 people")
 
 
 def test_a_bad_frame_is_counted_and_the_loop_goes_on(tmp_path: Path, face_photos: list[Path]):

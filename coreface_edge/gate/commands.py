@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -207,7 +208,7 @@ def gate_command(
     from ..profiling.progress import advancer, progress_bar
     from .actions import ActionRunner, CommandAction, GpioPulse
     from .audit import AuditLog
-    from .gallery import Gallery
+    from .gallery import GalleryWatcher
     from .loop import BadgeReader, GateLoop
     from .matcher import Matcher
     from .sources import open_source
@@ -219,53 +220,54 @@ def gate_command(
     if vote_k > vote_n:
         raise CorefaceError(f"--vote-k {vote_k} is larger than --vote-n {vote_n}")
     console = Console(stderr=True)
-    with Gallery(gallery) as store:
+    with contextlib.closing(GalleryWatcher(gallery)) as watcher:  # reloaded when the file changes; a bad file is refused first
         embedder, fingerprint = open_model(model, backend, **_model_options(threads))
-        matrix = store.matrix(fingerprint)
-    if badge:
-        matrix.index_of_badge(badge)
-    accept_at, origin, stored = resolve_threshold(model, fingerprint, threshold)
-    if reject_margin is None:  # with --threshold too: the measured accept/reject gap
-        reject_margin = reject_margin_of(stored or load_threshold(model, fingerprint))
-    if preview:
-        _check_display()
-    actions = [CommandAction(on_accept, action_timeout)] if on_accept else []
-    if gpio_pin is not None:
-        actions.append(GpioPulse(gpio_pin))
-    camera = camera_name or source
-    emit = lambda line: print(line, flush=True)  # noqa: E731
-    announce = lambda kind, detail: loop.event(kind, detail)  # noqa: E731 - ``loop`` is bound below
-    opened = open_source(source, on_event=announce)
-    with AuditLog(audit) as log, progress_bar(console) as progress:
-        loop = GateLoop(
-            front=_front_end(embedder.embed, max_faces, detect_side),
-            matcher=Matcher(matrix),
-            decider=Decider(VotingPolicy(accept_at, vote_k, vote_n, cooldown, reject_margin)),
-            audit=log,
-            actions=ActionRunner(actions, lambda msg: announce("action_error", msg), max_age_s=action_max_age),
-            badges=BadgeReader(badge, badge_command, lambda msg: announce("badge_error", msg)),
-            camera=camera,
-            emit=emit,
-            snapshots=snapshots,
-            preview=preview,
-        )
-        log.start_run(camera, fingerprint, accept_at, {
-            "source": source, "kind": opened.kind, "model": str(model), "threshold_from": origin, "vote": [vote_k, vote_n],
-            "cooldown_s": cooldown, "reject_margin": reject_margin, "max_faces": max_faces, "mode": "1:1" if badge or badge_command else "1:N",
-            "people": len(matrix), "matcher": loop.matcher.engine, "backend": embedder.info(),
-        })  # fmt: skip
-        console.print(f"gate on {camera} ({opened.kind}): {len(matrix)} people, threshold {accept_at:.4f} from {origin}, "
-                      f"reject from {accept_at - reject_margin:.4f}, vote {vote_k}/{vote_n}, audit {audit}", highlight=False)  # fmt: skip
-        if stored is not None:
-            _warn_weak_model(console, stored.tar, stored.far_target)
-        if stored is not None and not (badge or badge_command):
-            _warn_open_set(console, stored.far, len(matrix), len(matrix.embeddings))
-        frames = opened.frames
-        if opened.total:  # a file: show how far through it the gate is
-            frames = _advancing(frames, advancer(progress, progress.add_task(f"gate on {Path(source).name}", total=opened.total)))
-        summary = loop.run(frames, max_frames).summary()
-    emit(json.dumps({"event": "summary", "camera": camera, **summary}))
-    _print_summary(console, summary, profile)
+        matrix = watcher.load(fingerprint)
+        if badge:
+            matrix.index_of_badge(badge)
+        accept_at, origin, stored = resolve_threshold(model, fingerprint, threshold)
+        if reject_margin is None:  # with --threshold too: the measured accept/reject gap
+            reject_margin = reject_margin_of(stored or load_threshold(model, fingerprint))
+        if preview:
+            _check_display()
+        actions = [CommandAction(on_accept, action_timeout)] if on_accept else []
+        if gpio_pin is not None:
+            actions.append(GpioPulse(gpio_pin))
+        camera = camera_name or source
+        emit = lambda line: print(line, flush=True)  # noqa: E731
+        announce = lambda kind, detail: loop.event(kind, detail)  # noqa: E731 - ``loop`` is bound below
+        opened = open_source(source, on_event=announce)
+        with AuditLog(audit) as log, progress_bar(console) as progress:
+            loop = GateLoop(
+                front=_front_end(embedder.embed, max_faces, detect_side),
+                matcher=Matcher(matrix),
+                decider=Decider(VotingPolicy(accept_at, vote_k, vote_n, cooldown, reject_margin)),
+                audit=log,
+                actions=ActionRunner(actions, lambda msg: announce("action_error", msg), max_age_s=action_max_age),
+                badges=BadgeReader(badge, badge_command, lambda msg: announce("badge_error", msg)),
+                camera=camera,
+                emit=emit,
+                snapshots=snapshots,
+                preview=preview,
+                gallery=watcher,
+            )
+            log.start_run(camera, fingerprint, accept_at, {
+                "source": source, "kind": opened.kind, "model": str(model), "threshold_from": origin, "vote": [vote_k, vote_n],
+                "cooldown_s": cooldown, "reject_margin": reject_margin, "max_faces": max_faces, "mode": "1:1" if badge or badge_command else "1:N",
+                "people": len(matrix), "matcher": loop.matcher.engine, "backend": embedder.info(),
+            })  # fmt: skip
+            console.print(f"gate on {camera} ({opened.kind}): {len(matrix)} people, threshold {accept_at:.4f} from {origin}, "
+                          f"reject from {accept_at - reject_margin:.4f}, vote {vote_k}/{vote_n}, audit {audit}", highlight=False)  # fmt: skip
+            if stored is not None:
+                _warn_weak_model(console, stored.tar, stored.far_target)
+            if stored is not None and not (badge or badge_command):
+                _warn_open_set(console, stored.far, len(matrix), len(matrix.embeddings))
+            frames = opened.frames
+            if opened.total:  # a file: show how far through it the gate is
+                frames = _advancing(frames, advancer(progress, progress.add_task(f"gate on {Path(source).name}", total=opened.total)))
+            summary = loop.run(frames, max_frames).summary()
+        emit(json.dumps({"event": "summary", "camera": camera, **summary}))
+        _print_summary(console, summary, profile)
 
 
 WEAK_MODEL_TAR = 0.8  # below this expected TAR at the operating point, say it loudly at start

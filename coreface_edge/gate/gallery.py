@@ -386,3 +386,31 @@ def read_people(source: str | Path) -> tuple[str, dict[str, dict[str, Any]]]:
         entry = people.setdefault(name, {"badge": badge, "created": created, "rows": []})
         entry["rows"].append((np.asarray(vector, dtype=np.float32), quality, src, jpeg))
     return model, people
+
+
+class GalleryWatcher:
+    """The gate's gallery: loaded once, then reloaded when another process commits to the file
+    (``enroll``, ``gallery remove`` while the gate runs), noticed through SQLite's ``data_version``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.gallery, self.model = Gallery(path), ""
+        self._version = -1
+
+    def _data_version(self) -> int:
+        return int(self.gallery.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def load(self, model: str) -> GalleryMatrix:
+        """The matrix for ``model`` now; later changes show in :meth:`poll`."""
+        self.model, self._version = model, self._data_version()
+        return self.gallery.matrix(model)
+
+    def poll(self) -> GalleryMatrix | None:
+        """The reloaded matrix if the file changed since the last load, else None."""
+        version = self._data_version()
+        if version == self._version:
+            return None
+        self._version = version
+        return self.gallery.matrix(self.model)
+
+    def close(self) -> None:
+        self.gallery.close()

@@ -22,6 +22,7 @@ from ..errors import CorefaceError
 from ..profiling.stats import summarize
 from .actions import ActionRunner
 from .audit import AuditLog, Event
+from .gallery import GalleryWatcher
 from .matcher import Matcher
 from .pipeline import STAGES, FaceFrontEnd, Faces
 from .sources import Frame
@@ -29,6 +30,7 @@ from .voting import ACCEPT, NO_MATCH, REJECT, UNKNOWN, Decider, Decision, Observ
 
 LATENCY_WINDOW = 10_000  # per-stage samples kept for the profile (bounded: memory stays flat)
 CHECKPOINT_FRAMES = 500  # the run's frame count is committed this often
+RELOAD_EVERY_S = 2.0  # how often the gate looks for changes to its gallery file
 PREVIEW_WINDOW = "coreface-edge gate"
 
 
@@ -160,10 +162,15 @@ class GateLoop:
         emit: Callable[[str], None] = print,
         snapshots: bool = False,
         preview: bool = False,
+        gallery: GalleryWatcher | None = None,
+        reload_every_s: float = RELOAD_EVERY_S,
     ) -> None:
+        """``gallery``: reloaded when its file changes (checked every ``reload_every_s``), so a
+        person removed while the gate runs is no longer accepted."""
         self.front, self.matcher, self.decider, self.audit = front, matcher, decider, audit
         self.actions, self.badges, self.camera, self.emit = actions, badges, camera, emit
         self.snapshots, self.preview = snapshots, preview
+        self.gallery, self.reload_every_s, self._gallery_checked = gallery, reload_every_s, time.monotonic()
         self.stats = GateStats()
         self._next_id = 1
 
@@ -267,6 +274,21 @@ class GateLoop:
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             raise KeyboardInterrupt
 
+    def _reload_gallery(self) -> None:
+        """Match against the gallery as it is now (people enrolled or removed meanwhile)."""
+        now = time.monotonic()
+        if self.gallery is None or now - self._gallery_checked < self.reload_every_s:
+            return
+        self._gallery_checked = now
+        matrix = self.gallery.poll()  # an emptied or unreadable gallery stops the gate (CorefaceError)
+        if matrix is None:
+            return
+        old = self.matcher.matrix
+        position = {person_id: i for i, person_id in enumerate(matrix.ids)}
+        self.decider.remap({i: position[person_id] for i, person_id in enumerate(old.ids) if person_id in position})
+        self.matcher = Matcher(matrix)
+        self.event("gallery_reloaded", f"{len(matrix)} people, {len(matrix.embeddings)} embeddings (was {len(old)} people)")
+
     def _record_actions(self) -> None:
         """Door-action outcomes into the audit log, from this (the SQLite) thread."""
         outcomes = self.actions.drain_outcomes()
@@ -290,6 +312,7 @@ class GateLoop:
                         break
                     stats.latency["read"].append((time.perf_counter() - t0) * 1e3)
                     stats.frames += 1
+                    self._reload_gallery()  # before judging: a change made while waiting for this frame applies to it
                     try:
                         self.step(frame)
                     except CorefaceError:

@@ -20,7 +20,7 @@ fall below the threshold after an accept, a head turning, stay silent). Everythi
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -99,6 +99,18 @@ class Decider:
     @property
     def n_tracks(self) -> int:
         return len(self._tracks)
+
+    def remap(self, new_index: dict[int, int]) -> None:
+        """The gallery was reloaded: person indices ``old -> new``; people no longer enrolled lose
+        their votes (they become ``NO_MATCH``) and their cooldowns."""
+
+        def moved(person: int) -> int:
+            return new_index.get(person, NO_MATCH) if person != NO_MATCH else NO_MATCH
+
+        self._accepted_at = {new_index[k]: t for k, t in self._accepted_at.items() if k in new_index}
+        for track in self._tracks:
+            track.votes = deque(((moved(v), replace(o, person=moved(o.person))) for v, o in track.votes), maxlen=track.votes.maxlen)
+            track.decided = moved(track.decided)
 
     def update(self, now: float, observations: Sequence[Observation]) -> list[Decision]:
         p = self.policy
