@@ -451,8 +451,8 @@ def test_camera_enrollment_guides_the_person_until_enough_good_frames(tmp_path: 
     assert advice[0] == "no face" and "too dark" in advice[1] and "closer" in advice[2] and advice[-1] == "hold still"
     source = open_source(str(video))
     assert (source.kind, source.total) == ("video", 7)
-    with pytest.raises(CorefaceError, match="only 4 of 9 good frames"):
-        from_camera(front, source.frames, 9, advice.append, lambda: None, min_interval_s=0.0)
+    with pytest.raises(CorefaceError, match=r"camera\.avi: only 4 of 9 good frames"):
+        from_camera(front, source.frames, 9, advice.append, lambda: None, min_interval_s=0.0, source=str(video))
 
 
 def test_enrollment_skips_a_photo_with_two_faces(face_photos: list[Path]):

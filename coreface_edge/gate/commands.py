@@ -84,7 +84,7 @@ def enroll_command(
                 source = open_source(camera).frames
                 advance = advancer(progress, progress.add_task(f"enrolling {name}: look at the camera", total=frames))
                 guide = lambda advice: console.print(f"[bold]{advice}[/]")  # noqa: E731
-                got = from_camera(front, source, frames, guide, lambda: advance(1), timeout_s=timeout)
+                got = from_camera(front, source, frames, guide, lambda: advance(1), timeout_s=timeout, source=str(camera))
         if not got.crops:
             raise CorefaceError(f"{images or camera}: no usable face ({len(got.skipped)} skipped); nothing enrolled")
         crops = np.stack(got.crops)

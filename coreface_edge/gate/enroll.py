@@ -65,6 +65,7 @@ def from_camera(
     advance: Callable[[], None],
     min_interval_s: float = 0.3,
     timeout_s: float = 60.0,
+    source: str = "camera",
 ) -> Collected:
     """Collect ``n`` good faces at least ``min_interval_s`` apart; tell the person what to fix."""
     got = Collected()
@@ -87,7 +88,7 @@ def from_camera(
             if len(got.crops) >= n:
                 break
     if len(got.crops) < n:
-        raise CorefaceError(f"camera: only {len(got.crops)} of {n} good frames before {why} (last advice: {last_advice}); nothing enrolled")
+        raise CorefaceError(f"{source}: only {len(got.crops)} of {n} good frames before {why} (last advice: {last_advice}); nothing enrolled")
     return got
 
 
