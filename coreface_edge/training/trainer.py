@@ -352,9 +352,13 @@ class Trainer:
         result: dict[str, float] = {}
         if self.info.is_main:
             result = evaluate_backbone(self.backbone, setup, self.info.device)
+            finished = state.epoch - 1  # 0-based, as the train lines and the summary table count epochs
             if log is not None:
-                log.write({"kind": "eval", "step": state.step, "epoch": state.epoch, **result})
-            self.console.print(f"eval after epoch {state.epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()), highlight=False)
+                log.write({"kind": "eval", "step": state.step, "epoch": finished, **result})
+            self.console.print(
+                f"eval after epoch {finished} ({state.epoch} of {self.cfg.optim.epochs} done): " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()),
+                highlight=False,
+            )
         ddp.barrier(self.info)
         return result
 
