@@ -455,6 +455,26 @@ def test_camera_enrollment_guides_the_person_until_enough_good_frames(tmp_path: 
         from_camera(front, source.frames, 9, advice.append, lambda: None, min_interval_s=0.0, source=str(video))
 
 
+def test_small_faces_get_their_landmarks_from_the_full_frame(face_photos: list[Path]):
+    """A face 100 px wide in a 640x480 frame is 50 px in the gate's 320 px view: refined, its
+    landmarks land nearer those a full-resolution detection finds; large or tiny faces are left."""
+    from coreface_edge.face.detector import YuNetDetector, detect_downscaled, refine_landmarks
+
+    detector, coarse_err, refined_err = YuNetDetector(), [], []
+    for photo in (cv2.imread(str(p)) for p in face_photos if "frontal" in p.name):
+        small = cv2.resize(photo, (round(photo.shape[1] * 120 / photo.shape[0]), 120), interpolation=cv2.INTER_AREA)
+        frame = np.full((480, 640, 3), 110, np.uint8)
+        frame[180 : 180 + small.shape[0], 260 : 260 + small.shape[1]] = small
+        reference = detector.detect(frame).landmarks[0]
+        coarse = detect_downscaled(detector, frame, 320)
+        refined = refine_landmarks(detector, frame, coarse, view_scale=2.0)
+        coarse_err.append(np.abs(coarse.landmarks[0] - reference).mean())
+        refined_err.append(np.abs(refined.landmarks[0] - reference).mean())
+        assert refine_landmarks(detector, frame, coarse, view_scale=1.2).landmarks.tolist() == coarse.landmarks.tolist()  # 80 px in view
+        assert refine_landmarks(detector, frame, coarse, 2.0, min_face_px=500).landmarks.tolist() == coarse.landmarks.tolist()
+    assert len(coarse_err) == 5 and sum(refined_err) < 0.75 * sum(coarse_err)
+
+
 def test_enrollment_skips_a_photo_with_two_faces(face_photos: list[Path]):
     from coreface_edge.face.detector import YuNetDetector
     from coreface_edge.gate.enroll import from_images

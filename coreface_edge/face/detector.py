@@ -117,3 +117,47 @@ def detect_downscaled(detector: FaceDetector, frame_bgr: np.ndarray, max_side: i
         return detector.detect(frame_bgr)
     small = cv2.resize(frame_bgr, (round(w / scale), round(h / scale)), interpolation=cv2.INTER_AREA)
     return detector.detect(small).scaled(scale)
+
+
+REFINE_BELOW_PX = 64.0  # faces narrower than this in the detector's view get their landmarks re-detected
+REFINE_CONTEXT = 2.0  # the refining crop spans this many face widths, around the face
+REFINE_CROP_PX = 192  # longest side of the refining crop (smaller crops stay at full resolution)
+
+
+def refine_landmarks(detector: FaceDetector, frame_bgr: np.ndarray, found: Detections, view_scale: float, min_face_px: float = 0.0) -> Detections:
+    """Re-detect faces that were small in a downscaled view on a full-resolution crop around each.
+
+    Landmarks found on a downscaled view are only as precise as its pixels: a face 30 px wide
+    there is aligned from points a few full-frame pixels off, which costs genuine score
+    (docs/benchmarks.md, "Landmarks of small faces"). Each face narrower than
+    ``REFINE_BELOW_PX`` in the view (``view_scale`` = frame / view pixels) is cropped from the
+    frame with ``REFINE_CONTEXT`` face widths of context, at full resolution up to
+    ``REFINE_CROP_PX``, and detected again; the detection nearest the crop's centre replaces
+    it. Faces the second pass misses keep their first landmarks; faces narrower than
+    ``min_face_px`` in the frame (too small for the quality gate anyway) are left as they are.
+    """
+    if view_scale <= 1.0 or not len(found):
+        return found
+    boxes, landmarks = found.boxes.copy(), found.landmarks.copy()
+    h, w = frame_bgr.shape[:2]
+    for k, (x, y, bw, bh) in enumerate(found.boxes):
+        if bw / view_scale >= REFINE_BELOW_PX or bw < min_face_px:
+            continue
+        side = REFINE_CONTEXT * max(bw, bh)
+        cx, cy = x + bw / 2, y + bh / 2
+        x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+        x1, y1 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
+        crop = frame_bgr[y0:y1, x0:x1]
+        if crop.size == 0:
+            continue
+        zoom = min(1.0, REFINE_CROP_PX / max(crop.shape[:2]))  # shrink only: no invented pixels
+        view = crop if zoom >= 1.0 else cv2.resize(crop, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_AREA)
+        again = detector.detect(view).scaled(1.0 / zoom)
+        if not len(again):
+            continue
+        centres = again.boxes[:, :2] + again.boxes[:, 2:] / 2
+        best = int(np.argmin(np.linalg.norm(centres - [cx - x0, cy - y0], axis=1)))
+        offset = np.array([x0, y0], np.float32)
+        boxes[k] = np.r_[again.boxes[best, :2] + offset, again.boxes[best, 2:]]
+        landmarks[k] = again.landmarks[best] + offset
+    return Detections(boxes, landmarks, found.scores)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..face.alignment import align_faces
-from ..face.detector import FaceDetector, detect_downscaled
+from ..face.detector import FaceDetector, detect_downscaled, refine_landmarks
 from ..face.quality import FaceQuality, QualityThresholds, measure_quality
 from ..runtime.base import Embedder
 
@@ -68,12 +68,15 @@ class FaceFrontEnd:
         quality: QualityThresholds = QualityThresholds(),
         max_faces: int = 1,
         detect_side: int | None = None,
+        refine: bool = True,
     ) -> None:
         """``detect_side``: longest side of the detector's view; None picks it per frame size
-        (:func:`auto_detect_side`): 320 for 640x480, 768 for 1080p. ``embed`` None: a front end
-        that only finds and aligns faces (``faces``), for preparing data."""
+        (:func:`auto_detect_side`): 320 for 640x480, 768 for 1080p. ``refine``: faces small in
+        that view get their landmarks from a second, full-resolution detection
+        (:func:`refine_landmarks`). ``embed`` None: a front end that only finds and aligns faces
+        (``faces``), for preparing data."""
         self.detector, self.embed_fn, self.quality = detector, embed, quality
-        self.max_faces, self.detect_side = max_faces, detect_side
+        self.max_faces, self.detect_side, self.refine = max_faces, detect_side, refine
 
     def faces(self, image: np.ndarray) -> Faces:
         """Detect, keep the ``max_faces`` best, align them from the full frame, measure quality."""
@@ -81,6 +84,9 @@ class FaceFrontEnd:
         side = self.detect_side or auto_detect_side(image.shape, self.quality.min_size)
         found = detect_downscaled(self.detector, image, side)
         chosen = found.select(found.order_by_size_and_centrality(image.shape)[: self.max_faces])
+        if self.refine:  # faces small in the downscaled view: landmarks again from the full frame
+            too_small = 0.8 * FACE_PER_EYE_DISTANCE * self.quality.min_size  # the quality gate's "closer" (eye distance), with slack
+            chosen = refine_landmarks(self.detector, image, chosen, max(image.shape[:2]) / side, too_small)
         t1 = time.perf_counter()
         crops = align_faces(image, chosen.landmarks)
         qualities = [measure_quality(crop, lm) for crop, lm in zip(crops, chosen.landmarks)]
