@@ -248,8 +248,7 @@ class ActionRunner:
     """Queue accepted decisions for the actions (one worker each).
 
     ``on_error(message)`` hears every failure and every dropped accept (one line each);
-    ``on_outcome(outcome)``, if given, hears every :class:`ActionOutcome` (from a worker
-    thread); :meth:`drain_outcomes` returns the ones collected since the last call.
+    :meth:`drain_outcomes` returns every :class:`ActionOutcome` collected since the last call.
     """
 
     def __init__(
@@ -257,11 +256,10 @@ class ActionRunner:
         actions: list[Callable[[dict[str, str]], None]],
         on_error: Callable[[str], None],
         max_age_s: float = MAX_AGE_S,
-        on_outcome: Callable[[ActionOutcome], None] | None = None,
     ) -> None:
         if max_age_s <= 0:
             raise CorefaceError(f"action max age must be > 0 s, got {max_age_s:g}")
-        self.actions, self.on_error, self.on_outcome, self.max_age_s = actions, on_error, on_outcome, max_age_s
+        self.actions, self.on_error, self.max_age_s = actions, on_error, max_age_s
         self._outcomes: deque[ActionOutcome] = deque(maxlen=OUTCOMES_KEPT)
         self._workers = [_Worker(self, action) for action in actions]
         self._closed = False
@@ -282,11 +280,6 @@ class ActionRunner:
         if outcome != OK:
             who = env.get("COREFACE_PERSON") or "?"
             self.on_error(f"{action} ({outcome}) for {who!r}, event {result.event_id}: {detail}")
-        if self.on_outcome is not None:
-            try:
-                self.on_outcome(result)
-            except Exception as exc:  # noqa: BLE001
-                self.on_error(f"action outcome callback failed: {type(exc).__name__}: {exc}")
 
     def drain_outcomes(self) -> list[ActionOutcome]:
         """Outcomes collected since the last call (oldest first; at most the last 1024 kept)."""

@@ -52,23 +52,26 @@ class PeriodicEvaluation:
     batch_size: int
 
 
-def prepare_evaluation(ev: EvalConfig, data_root: str) -> PeriodicEvaluation | None:
+def prepare_evaluation(ev: EvalConfig, data_root: str, evaluates: bool = True) -> PeriodicEvaluation | None:
     """Check (and load) the ``eval.*`` targets before training starts; None: no periodic evaluation.
 
     ``eval.aligned_dir`` defaults to ``data.root`` (an aligned CFP folder holds every identity;
     training reads ``data.identities`` of it, evaluation ``eval.identities``). ``.bin`` files are
-    decoded once here (12,000 LFW crops: 450 MB of uint8), as arcface_torch does.
+    decoded once here (12,000 LFW crops: 450 MB of uint8), as arcface_torch does, by the process
+    that ``evaluates`` (rank 0); the others only check them and hold none.
     """
     if not (ev.every_epochs and (ev.cfp_root or ev.bins)):
         return None
     cfp = _cfp_target(ev, data_root) if ev.cfp_root else None
+    names = [Path(path).stem for path in ev.bins] + (["FF", "FP"] if cfp is not None else [])
     bins: dict[str, VerificationPairs] = {}
     for path in map(Path, ev.bins):
         if not path.is_file():
             raise CorefaceError(f"eval.bins: {path}: file not found")
-        if path.stem in bins or (cfp is not None and path.stem in ("FF", "FP")):
+        if names.count(path.stem) > 1:
             raise CorefaceError(f"eval.bins: {path}: a second target named {path.stem!r} (rename the file)")
-        bins[path.stem] = load_verification_bin(path)
+        if evaluates:
+            bins[path.stem] = load_verification_bin(path)
     return PeriodicEvaluation(cfp, bins, ev.batch_size)
 
 

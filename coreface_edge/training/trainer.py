@@ -210,7 +210,7 @@ class Trainer:
     def run(self, resume: bool, allow_config_change: bool) -> Path | None:
         cfg, info = self.cfg, self.info
         data = open_training_data(cfg.data, cfg.optim.batch_size, info.rank, info.world_size, cfg.seed, cfg.optim.steps_per_epoch)
-        self.evaluation = prepare_evaluation(cfg.eval, cfg.data.root)
+        self.evaluation = prepare_evaluation(cfg.eval, cfg.data.root, evaluates=info.is_main)
         self._build(data)
         state = self._restore(resume, allow_config_change, data.fingerprint)
         log = MetricsLog(self.output, state.step if resume else None) if info.is_main else None
