@@ -80,6 +80,42 @@ def bench_command(
         Console().print(f"histogram: {plot}")
 
 
+@models_app.command("import")
+def import_command(
+    source: Path = typer.Argument(..., help="Pretrained weights: dlib .dat, arcface_torch .pth/.pt, or an insightface-layout .onnx backbone."),
+    output: Path = typer.Option(None, "-o", "--output", help="The artefact to write: .pt (+ .json) for .dat/.pth, .onnx for .onnx [default: SOURCE's name beside it]."),
+    centre: Path = typer.Option(None, "--centre", help="Aligned crops (DIR/<person>/*.jpg): subtract their mean embedding (uncentred embeddings such as dlib's compress cosine scores near 1)."),
+    centre_identities: str = typer.Option("", "--centre-identities", help="With --centre: only these numeric person folders, e.g. 1-400 (CFP training identities)."),
+) -> None:
+    """Turn another toolkit's face-embedding weights into an artefact export, calibrate, threshold and gate accept.
+
+    Mind the weights' licence: dlib's face-recognition ResNet is CC0; insightface's model-zoo
+    weights are for non-commercial research only.
+    """
+    console = Console()
+    if source.suffix.lower() == ".onnx":
+        if centre is not None:
+            raise CorefaceError(f"{source}: --centre needs PyTorch weights (.dat, .pth); an ONNX graph is imported as it is")
+        from ..export.onnx_import import import_onnx_backbone
+
+        output = output or source.with_name(f"{source.stem}.imported.onnx")
+        contract = import_onnx_backbone(source, output)
+        console.print(f"{output}: {contract.architecture}, {contract.embedding_size}-d embedding, input {contract.input_name!r} "
+                      "(N, 3, 112, 112) RGB (x - 127.5) / 127.5", highlight=False)
+        model_for_next = output
+    else:
+        from .importers import import_weights
+
+        output = output or source.with_suffix(".imported.pt" if source.suffix.lower() == ".pt" else ".pt")
+        result = import_weights(source, output, centre, centre_identities)
+        console.print(f"{result.artifact}: {result.architecture}, {result.parameters / 1e6:.2f}M parameters, "
+                      f"{result.embedding_size}-d embedding, from {result.source_format} ({source.name})", highlight=False)
+        model_for_next = result.artifact.with_suffix(".onnx")
+        console.print(f"next: coreface-edge export {result.artifact} -o {model_for_next}", highlight=False)
+    console.print(f"then: coreface-edge threshold --model {model_for_next} --far 1e-4 --faces YOUR_LABELLED_FACES --store "
+                  "(the gate needs the operating threshold of these weights)", highlight=False)
+
+
 def _plot_histogram(series: dict[str, np.ndarray], path: Path, title: str) -> None:
     import matplotlib
 

@@ -19,7 +19,7 @@ from ..errors import CorefaceError
 BackboneFactory = Callable[..., nn.Module]
 
 _BACKBONES: dict[str, BackboneFactory] = {}
-_BUILTIN_MODULES = ("iresnet", "mobilefacenet")
+_BUILTIN_MODULES = ("iresnet", "mobilefacenet", "dlib_resnet")
 
 
 def _load_builtins() -> None:
