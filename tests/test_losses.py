@@ -277,3 +277,24 @@ def test_loss_is_float32_under_bf16_autocast() -> None:
     assert out["total"].dtype == torch.float32 and out["con"].dtype == torch.float32
     out["total"].backward()
     assert torch.isfinite(flat.grad).all() and flat.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- distillation
+def test_distillation_losses_by_construction() -> None:
+    from coreface_edge.models.distill import embedding_distillation, relation_distillation
+
+    torch.manual_seed(0)
+    teacher = torch.randn(16, 8)
+    q, _ = torch.linalg.qr(torch.randn(8, 8))
+    rotated = teacher @ q  # same relations, other directions
+    assert embedding_distillation(teacher * 3.0, teacher).item() == pytest.approx(0.0, abs=1e-6)  # scale-free
+    assert embedding_distillation(rotated, teacher).item() > 0.3
+    assert relation_distillation(rotated, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    wider = torch.cat([teacher, torch.zeros(16, 4)], dim=1)  # relation distillation takes other widths
+    assert relation_distillation(wider, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    noisy = teacher + torch.randn(16, 8)
+    by_hand = ((F.normalize(noisy) @ F.normalize(noisy).T - F.normalize(teacher) @ F.normalize(teacher).T) ** 2)
+    assert relation_distillation(noisy, teacher).item() == pytest.approx(by_hand[~torch.eye(16, dtype=torch.bool)].mean().item(), rel=1e-5)
+    student = noisy.clone().requires_grad_(True)
+    relation_distillation(student, teacher).backward()
+    assert student.grad.abs().sum() > 0

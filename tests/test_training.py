@@ -447,3 +447,56 @@ def test_train_bench_reports_step_times_and_loader_throughput(tiny_faces: Path, 
     for key in ("arcface_step_s", "coreface_step_s", "arcface_step_cpu_s", "loader_img_s", "train_img_s_with_loader"):
         assert result[key] > 0, key
     assert result["coreface_over_arcface"] == pytest.approx(result["coreface_step_s"] / result["arcface_step_s"])
+
+
+# ---------------------------------------------------------------- fine-tuning and distillation
+def test_freeze_keeps_named_layers_and_head_init_uses_class_means(tiny_faces: Path, tmp_path: Path) -> None:
+    from coreface_edge.contract import preprocess_crops
+    from coreface_edge.data.imagefolder import ImageFolder
+    from coreface_edge.models import load_backbone_artifact
+
+    start = train(tiny_config(tiny_faces, tmp_path / "start", "optim.epochs=1", "method.name=arcface"))
+    out = tmp_path / "tuned"
+    frozen = ["layers.0", "layers.1", "layers.2"]
+    cfg = tiny_config(tiny_faces, out, f"model.init_from={start}", f"model.freeze={frozen}", "head.init=centroids",
+                      "method.name=arcface", "optim.epochs=1", "max_steps=1", "optim.lr=1e-12")
+    train(cfg)
+    before, _ = load_backbone_artifact(start)
+    ckpt = load_checkpoint(out / CHECKPOINT_NAME)
+    weights = ckpt["module"]
+    for name, value in before.state_dict().items():
+        if name.startswith(tuple(f"{p}." for p in frozen)):
+            assert torch.equal(weights[f"backbone.{name}"], value), name  # no gradient, BatchNorm statistics kept
+    folder = ImageFolder(tiny_faces)
+    with torch.no_grad():
+        emb = torch.nn.functional.normalize(before(torch.from_numpy(preprocess_crops(np.stack([folder[i][0] for i in range(len(folder))])))), dim=1)
+    labels = torch.tensor(folder.labels)
+    means = torch.nn.functional.normalize(torch.stack([emb[labels == c].mean(0) for c in range(folder.num_classes)]), dim=1)
+    head = weights["loss.head.weight"]
+    assert torch.nn.functional.cosine_similarity(head, means, dim=1).min() > 0.98  # one pass (flips, dropped last batch): near the means
+    with pytest.raises(CorefaceError, match=r"model\.freeze: 'stem' names no parameter of the backbone"):
+        train(tiny_config(tiny_faces, tmp_path / "bad", "model.freeze=[stem]"))
+
+
+def test_distillation_pulls_the_student_towards_the_teacher(tiny_faces: Path, tmp_path: Path) -> None:
+    from coreface_edge.contract import preprocess_crops
+    from coreface_edge.data.imagefolder import ImageFolder
+    from coreface_edge.models import load_backbone_artifact
+
+    teacher = train(tiny_config(tiny_faces, tmp_path / "teacher", "optim.epochs=1", "method.name=arcface", "seed=5"))
+    plain = train(tiny_config(tiny_faces, tmp_path / "plain"))
+    out = tmp_path / "student"
+    student = train(tiny_config(tiny_faces, out, f"distill.teacher={teacher}", "distill.embedding_weight=5", "distill.relation_weight=5"))
+    rows = [r for r in read_metrics(out / "metrics.jsonl") if r.get("kind") == "train"]
+    assert all(np.isfinite(r["distill_emb"]) and np.isfinite(r["distill_rel"]) for r in rows)
+    folder = ImageFolder(tiny_faces)
+    x = torch.from_numpy(preprocess_crops(np.stack([folder[i][0] for i in range(len(folder))])))
+    with torch.no_grad():
+        t = load_backbone_artifact(teacher)[0](x)
+
+        def agreement(path: Path) -> float:
+            return torch.nn.functional.cosine_similarity(load_backbone_artifact(path)[0](x), t, dim=1).mean().item()
+
+        assert agreement(student) > agreement(plain) + 0.05  # same seed and schedule, only the teacher differs
+    with pytest.raises(CorefaceError, match=r"the teacher embeds in 512 dimensions, the student in 64"):
+        train(tiny_config(tiny_faces, tmp_path / "bad", f"distill.teacher={teacher}", "model.embedding_size=64"))

@@ -24,6 +24,7 @@ class ModelConfig:
     init_from: str = ""  # backbone weights to start from: arcface_torch checkpoint, our backbone.pt or last.pt
     options: dict[str, Any] = field(default_factory=dict)  # extra build_backbone kwargs, e.g. blocks
     freeze_bn: bool = False  # keep BatchNorm statistics fixed (fine-tuning with small per-GPU batches)
+    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept fixed (e.g. [stem, blocks.0]): fine-tune the rest
 
 
 @dataclass
@@ -32,6 +33,7 @@ class HeadConfig:
     scale: float = 64.0
     margin: float | None = None  # None: the head's own (ArcFace 0.5, CosFace 0.35)
     sample_rate: float = 1.0  # < 1: Partial FC style sampled classifier
+    init: str = "random"  # random | centroids: class centres start at each identity's mean embedding (fine-tuning)
 
 
 @dataclass
@@ -48,6 +50,15 @@ class MethodConfig:
     mask: str = "zero"  # zero | exclude
     protocol: str = "one-way"  # one-way | two-way | 2N
     margin_momentum: float = 0.99
+
+
+@dataclass
+class DistillConfig:
+    """A frozen teacher's embeddings guide the student (``teacher`` empty: no distillation)."""
+
+    teacher: str = ""  # backbone artefact (.pt) or a shipped model's name
+    embedding_weight: float = 1.0  # 1 - cos(student, teacher); needs the teacher's embedding size
+    relation_weight: float = 1.0  # batch cosine-similarity matrices, any embedding sizes
 
 
 @dataclass
@@ -96,6 +107,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -116,6 +128,7 @@ CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "amp": ("auto", "bf16", "fp16", "none"),
     "head.name": ("arcface", "cosface"),
+    "head.init": ("random", "centroids"),
     "method.name": ("coreface", "arcface"),
     "method.mask": ("zero", "exclude"),
     "method.protocol": ("one-way", "two-way", "2N"),
@@ -177,6 +190,8 @@ def validate(cfg: TrainConfig, source: str) -> None:
         ("method.single_dropout", 0 <= cfg.method.single_dropout < 1, "in [0, 1)"),
         ("method.two_view_dropout", 0 <= cfg.method.two_view_dropout < 1, "in [0, 1)"),
         ("method.margin_momentum", 0 <= cfg.method.margin_momentum <= 1, "in [0, 1]"),
+        ("distill.embedding_weight", cfg.distill.embedding_weight >= 0, ">= 0"),
+        ("distill.relation_weight", cfg.distill.relation_weight >= 0, ">= 0"),
         ("optim.milestones", list(cfg.optim.milestones) == sorted(cfg.optim.milestones), "increasing"),
     ]
     for key, ok, want in checks:

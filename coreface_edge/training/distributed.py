@@ -62,6 +62,14 @@ def mean_over_ranks(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return values
 
 
+def sum_over_ranks(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum a tensor over all ranks (identity when running alone)."""
+    if info.distributed:
+        values = values.clone()
+        dist.all_reduce(values)
+    return values
+
+
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()

@@ -25,7 +25,8 @@ from rich.table import Table
 
 from ..atomic import write_text_atomic
 from ..errors import CorefaceError
-from ..models import build_backbone, load_insightface_state_dict, save_backbone_artifact
+from ..models import build_backbone, load_backbone_artifact, load_insightface_state_dict, save_backbone_artifact
+from ..pretrained import resolve_checkpoint
 from . import distributed as ddp
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -44,7 +45,7 @@ from .module import FaceTrainModule
 from .plots import plot_training_curves
 
 ARTIFACT_NAME = "backbone.pt"
-LOSS_KEYS = ("total", "ce1", "ce2", "con", "margin")
+LOSS_KEYS = ("total", "ce1", "ce2", "con", "distill_emb", "distill_rel", "margin")
 SUMMARY_EVAL_KEYS = ("FF_acc", "FF_tar@1e-3", "FP_acc", "FP_tar@1e-3")
 
 
@@ -108,8 +109,10 @@ class Trainer:
         backbone = build_backbone(cfg.model.backbone, cfg.model.embedding_size, **cfg.model.options)
         if cfg.model.init_from:
             load_insightface_state_dict(backbone, _read_state_dict(Path(cfg.model.init_from)), source=cfg.model.init_from)
+        freeze_parameters(backbone, cfg.model.freeze)
         self.module = FaceTrainModule(backbone, cfg, data.num_classes).to(device)
         self.backbone = self.module.backbone
+        self.teacher = self._load_teacher(backbone.embedding_size) if cfg.distill.teacher else None
         self.optimizer = torch.optim.SGD(
             self.module.parameters(),
             lr=learning_rate(cfg, self.info.world_size),
@@ -125,6 +128,39 @@ class Trainer:
             self.ddp_module = torch.nn.parallel.DistributedDataParallel(
                 self.module, device_ids=[device.index] if device.type == "cuda" else None
             )
+
+    def _load_teacher(self, student_size: int) -> torch.nn.Module:
+        """The frozen teacher of ``distill.teacher`` (eval mode, no gradients) on the training device."""
+        source = self.cfg.distill.teacher
+        teacher, _ = load_backbone_artifact(resolve_checkpoint(source))
+        if self.cfg.distill.embedding_weight > 0 and teacher.embedding_size != student_size:
+            raise CorefaceError(
+                f"{source}: the teacher embeds in {teacher.embedding_size} dimensions, the student in {student_size}; "
+                "set model.embedding_size to match or distill.embedding_weight=0 (relation distillation only)"
+            )
+        teacher.requires_grad_(False)
+        return teacher.eval().to(self.info.device)
+
+    @torch.no_grad()
+    def _init_head_centroids(self, data: TrainData) -> None:
+        """``head.init=centroids``: each class centre starts at its identity's mean normalised
+        embedding under the starting backbone (one pass, no flips), so fine-tuning a pretrained
+        backbone starts from a sensible classifier instead of a random one."""
+        head = self.module.loss.head
+        sums = torch.zeros_like(head.weight)
+        counts = torch.zeros(head.weight.shape[0], device=sums.device)
+        self.backbone.eval()
+        data.sampler.set_position(0, 0)
+        for images, labels in data.loader():
+            emb = torch.nn.functional.normalize(self.backbone(images.to(self.info.device)).float(), dim=1)
+            labels = labels.to(self.info.device)
+            sums.index_add_(0, labels, emb.to(sums.dtype))
+            counts.index_add_(0, labels, torch.ones_like(labels, dtype=counts.dtype))
+        sums, counts = ddp.sum_over_ranks(sums, self.info), ddp.sum_over_ranks(counts, self.info)
+        seen = counts > 0
+        head.weight[seen] = torch.nn.functional.normalize(sums[seen], dim=1).to(head.weight.dtype)
+        if self.info.is_main:
+            self.console.print(f"head: {int(seen.sum())} of {len(seen)} class centres set from mean embeddings", highlight=False)
 
     def _restore(self, resume: bool, allow_config_change: bool, fingerprint: str) -> TrainState:
         path = self.output / CHECKPOINT_NAME
@@ -213,6 +249,8 @@ class Trainer:
         self.evaluation = prepare_evaluation(cfg.eval, cfg.data.root, evaluates=info.is_main)
         self._build(data)
         state = self._restore(resume, allow_config_change, data.fingerprint)
+        if cfg.head.init == "centroids" and state.step == 0:
+            self._init_head_centroids(data)
         log = MetricsLog(self.output, state.step if resume else None) if info.is_main else None
         if info.is_main:
             for stale in remove_stale_temporaries(self.output):
@@ -257,10 +295,9 @@ class Trainer:
         cfg, info, device = self.cfg, self.info, self.info.device
         data.sampler.set_position(state.epoch, state.batch)
         self.module.train()
-        if cfg.model.freeze_bn:
-            for layer in self.backbone.modules():
-                if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
-                    layer.eval()
+        for name, layer in self.backbone.named_modules():
+            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm) and (cfg.model.freeze_bn or is_frozen(name, cfg.model.freeze)):
+                layer.eval()
         window_t, window_n = time.perf_counter(), 0
         pending: list[torch.Tensor] = []  # per-step loss rows not yet read to the host
         keys: list[str] = []
@@ -305,7 +342,11 @@ class Trainer:
         """
         autocast = torch.autocast(self.info.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with autocast:
-            out = self.ddp_module(images, labels, two_view)
+            teacher = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    teacher = self.teacher(images)
+            out = self.ddp_module(images, labels, two_view, teacher)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(out["total"]).backward()
         if self.cfg.optim.clip_grad > 0:
@@ -375,6 +416,22 @@ class Trainer:
         )
         progress.add_task("train", total=total, completed=done, stats="")
         return progress
+
+
+def is_frozen(name: str, prefixes: list[str]) -> bool:
+    """Whether the parameter or module ``name`` lies under one of the ``model.freeze`` prefixes."""
+    return any(name == p or name.startswith(f"{p}.") for p in prefixes)
+
+
+def freeze_parameters(backbone: torch.nn.Module, prefixes: list[str]) -> None:
+    """``model.freeze``: no gradient for the parameters under ``prefixes`` (each must match one)."""
+    names = [name for name, _ in backbone.named_parameters()]
+    for prefix in prefixes:
+        if not any(is_frozen(name, [prefix]) for name in names):
+            raise CorefaceError(f"model.freeze: {prefix!r} names no parameter of the backbone (e.g. {names[0].rsplit('.', 1)[0]})")
+    for name, param in backbone.named_parameters():
+        if is_frozen(name, prefixes):
+            param.requires_grad_(False)
 
 
 def _read_state_dict(path: Path) -> Any:
