@@ -8,8 +8,9 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+DEFAULT_MODEL = "dlib_resnet"  # what demo, export and benchmark use when no model is named
 SHIPPED_MODELS = {
-    "mobilefacenet_coreface": "mobilefacenet_coreface.pt",
+    DEFAULT_MODEL: f"{DEFAULT_MODEL}.pt",
 }
 
 

@@ -24,7 +24,7 @@ from coreface_edge.evaluation.metrics import roc_curve, tar_at_far
 from coreface_edge.evaluation.scores import exhaustive_scores
 from coreface_edge.face.detector import YuNetDetector
 from coreface_edge.gate.pipeline import FaceFrontEnd
-from coreface_edge.pretrained import shipped_onnx_path
+from coreface_edge.pretrained import DEFAULT_MODEL, shipped_onnx_path
 from coreface_edge.runtime import open_backend
 
 SHIPPED_THRESHOLD = 0.9929
@@ -46,7 +46,7 @@ def cfp_frames(cfp: Path, photo_height: int) -> tuple[list[np.ndarray], np.ndarr
 
 
 def accuracy(frames: list[np.ndarray], labels: np.ndarray, side: int | None, refine: bool) -> dict[str, float]:
-    backend = open_backend(str(shipped_onnx_path("mobilefacenet_coreface")), threads=2)
+    backend = open_backend(str(shipped_onnx_path(DEFAULT_MODEL)), threads=2)
     front = FaceFrontEnd(YuNetDetector(), backend.embed, detect_side=side, refine=refine)
     embeddings, kept, detect_ms = [], [], []
     for k, frame in enumerate(frames):

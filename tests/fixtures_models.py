@@ -1,9 +1,9 @@
-"""Shared model fixtures (a pytest plugin): a MobileFaceNet backbone artefact and its FP32 ONNX.
+"""Shared model fixtures (a pytest plugin): a backbone artefact and its FP32 ONNX.
 
-``mobilefacenet_artifact`` is the trained model shipped in coreface_edge/assets/models/ (or the
-folder named by COREFACE_TRAINED_MOBILEFACENET) when one is there (a ``.pt`` with its ``.json`` sidecar), otherwise a seeded random initialisation
-whose BatchNorm statistics are re-estimated on real aligned faces, so its embeddings have
-realistic magnitudes. ``mobilefacenet_onnx`` is that artefact exported through
+``model_artifact`` is the trained model shipped in coreface_edge/assets/models/ (or the
+folder named by COREFACE_TRAINED_MODEL) when one is there (a ``.pt`` with its ``.json``
+sidecar), otherwise a seeded random MobileFaceNet whose BatchNorm statistics are re-estimated
+on real aligned faces, so its embeddings have realistic magnitudes. ``model_onnx`` is that artefact exported through
 ``coreface_edge.export.export_onnx`` (FP32, contract metadata, parity-checked).
 """
 
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from coreface_edge.pretrained import DEFAULT_MODEL
 
 PACKAGED_MODELS = Path(__file__).resolve().parents[1] / "coreface_edge" / "assets" / "models"
-TRAINED_DIR = Path(os.environ.get("COREFACE_TRAINED_MOBILEFACENET", PACKAGED_MODELS))
+TRAINED_DIR = Path(os.environ.get("COREFACE_TRAINED_MODEL", PACKAGED_MODELS))
 ARTIFACT_FORMAT = "coreface-edge-backbone/1"
 
 
@@ -67,7 +68,7 @@ def parity_faces() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def mobilefacenet_artifact(tmp_path_factory: pytest.TempPathFactory, parity_faces: np.ndarray) -> Path:
+def model_artifact(tmp_path_factory: pytest.TempPathFactory, parity_faces: np.ndarray) -> Path:
     trained = trained_artifact()
     if trained is not None:
         return trained
@@ -75,14 +76,14 @@ def mobilefacenet_artifact(tmp_path_factory: pytest.TempPathFactory, parity_face
 
 
 @pytest.fixture(scope="session")
-def mobilefacenet_onnx(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, parity_faces: np.ndarray) -> Path:
+def model_onnx(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, parity_faces: np.ndarray) -> Path:
     """The MobileFaceNet artefact exported here; without torch (a Jetson), the shipped model's
     packaged export, so the TensorRT tests run where TensorRT is."""
     from coreface_edge.pretrained import can_export, copy_packaged_export
 
     out = tmp_path_factory.mktemp("onnx") / "mobilefacenet.onnx"
     if not can_export():
-        return copy_packaged_export("mobilefacenet_coreface", out)
+        return copy_packaged_export(DEFAULT_MODEL, out)
     from coreface_edge.export.onnx_export import ExportOptions, export_onnx
 
-    return export_onnx(request.getfixturevalue("mobilefacenet_artifact"), out, ExportOptions(), parity_faces).path
+    return export_onnx(request.getfixturevalue("model_artifact"), out, ExportOptions(), parity_faces).path

@@ -1,6 +1,6 @@
 """calibrate collect / quantize / fp16 end to end: real faces, real ONNX Runtime sessions, real CLI runs.
 
-The ``mobilefacenet_onnx`` fixture is the trained model shipped in the package (tests/fixtures_models.py), else a
+The ``model_onnx`` fixture is the trained model shipped in the package (tests/fixtures_models.py), else a
 random initialisation (BatchNorm statistics from real faces). Neither reaches the default
 cosine floor of 0.99 with a 16-face calibration set (trained: ~0.987 on real faces vs ~0.94 on
 blank images; random: ~0.8 vs ~0.1), and TAR@FAR=1e-3 on 60 faces rests on two impostor pairs,
@@ -49,9 +49,9 @@ def collected(walkers_video: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="session")
-def quantized_trt(mobilefacenet_onnx: Path, collected: tuple[Path, str], holdout_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def quantized_trt(model_onnx: Path, collected: tuple[Path, str], holdout_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("q") / "mbf_int8_trt.onnx"
-    run_cli("calibrate", "quantize", mobilefacenet_onnx, "--calib", collected[0], "--holdout", holdout_dir, "--target", "tensorrt", "-o", out, *FAST)
+    run_cli("calibrate", "quantize", model_onnx, "--calib", collected[0], "--holdout", holdout_dir, "--target", "tensorrt", "-o", out, *FAST)
     return out
 
 
@@ -112,10 +112,10 @@ def _blank_set(path: Path, n: int = 16) -> Path:
     return path
 
 
-def test_guard_trips_on_blank_calibration_and_auto_exclude_says_it_cannot(mobilefacenet_onnx: Path, holdout_dir: Path, tmp_path: Path) -> None:
+def test_guard_trips_on_blank_calibration_and_auto_exclude_says_it_cannot(model_onnx: Path, holdout_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "blank_int8.onnx"
     calib = _blank_set(tmp_path / "blank.npz")
-    proc = run_cli("calibrate", "quantize", mobilefacenet_onnx, "--calib", calib, "--holdout", holdout_dir, "-o", out, "--auto-exclude", "--max-excluded", "1", *FAST, check=False)
+    proc = run_cli("calibrate", "quantize", model_onnx, "--calib", calib, "--holdout", holdout_dir, "-o", out, "--auto-exclude", "--max-excluded", "1", *FAST, check=False)
     assert proc.returncode == 2 and not out.exists(), proc.stdout + proc.stderr
     assert "rejected by the accuracy guard: mean cosine to FP32" in proc.stderr and proc.stderr.count("\n") == 1
     assert "auto-exclude cannot restore accuracy (1 tries)" in proc.stderr
@@ -151,14 +151,14 @@ def add_outlier_channel(src: Path, dst: Path, factor: float = 1e4) -> Path:
     return dst
 
 
-def test_auto_exclude_restores_an_outlier_layer(mobilefacenet_onnx: Path, collected: tuple[Path, str], holdout_dir: Path, tmp_path: Path) -> None:
+def test_auto_exclude_restores_an_outlier_layer(model_onnx: Path, collected: tuple[Path, str], holdout_dir: Path, tmp_path: Path) -> None:
     from coreface_edge.calibration.guard import Tolerance
     from coreface_edge.calibration.pipeline import QuantizeOptions, run_quantize
 
-    model = add_outlier_channel(mobilefacenet_onnx, tmp_path / "outlier.onnx")
+    model = add_outlier_channel(model_onnx, tmp_path / "outlier.onnx")
     fp32 = open_backend(model, threads=2)
     faces = load_calibration_set(collected[0]).crops[:8]
-    assert np.allclose(fp32.embed(faces), open_backend(mobilefacenet_onnx).embed(faces), atol=1e-3)  # same function in float
+    assert np.allclose(fp32.embed(faces), open_backend(model_onnx).embed(faces), atol=1e-3)  # same function in float
     options = QuantizeOptions(auto_exclude=True, max_excluded_groups=2, holdout_max=HOLDOUT_MAX, speed_iterations=1, tolerance=Tolerance(min_mean_cosine=FLOOR, max_tar_drop_points=100))
     report = run_quantize(model, collected[0], holdout_dir, tmp_path / "outlier_int8.onnx", options)
     assert report["exclusion_search"][0]["mean_cosine"] > report["guard"]["tolerance"]["min_mean_cosine"]
@@ -167,9 +167,9 @@ def test_auto_exclude_restores_an_outlier_layer(mobilefacenet_onnx: Path, collec
     assert (tmp_path / "outlier_int8.onnx").is_file()
 
 
-def test_precision_auto_measures_and_decides(mobilefacenet_onnx: Path, collected: tuple[Path, str], holdout_dir: Path, tmp_path: Path) -> None:
+def test_precision_auto_measures_and_decides(model_onnx: Path, collected: tuple[Path, str], holdout_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "auto.onnx"
-    proc = run_cli("calibrate", "quantize", mobilefacenet_onnx, "--calib", collected[0], "--holdout", holdout_dir, "--target", "cpu", "--precision", "auto", "-o", out, *FAST)
+    proc = run_cli("calibrate", "quantize", model_onnx, "--calib", collected[0], "--holdout", holdout_dir, "--target", "cpu", "--precision", "auto", "-o", out, *FAST)
     report = json.loads((tmp_path / "auto.report.json").read_text())
     assert report["chosen_precision"] in ("int8", "fp32") and f"scheme: cpu on {host_isa()}: " in proc.stdout  # says which ISA it chose
     assert graph_precision(onnx.load(str(out))) == report["chosen_precision"]
@@ -178,16 +178,16 @@ def test_precision_auto_measures_and_decides(mobilefacenet_onnx: Path, collected
     assert (report["chosen_precision"] == "fp32") == (slower or not report["guard"]["passed"])
 
 
-def test_calibration_for_another_contract_is_refused(mobilefacenet_onnx: Path, holdout_dir: Path, tmp_path: Path) -> None:
+def test_calibration_for_another_contract_is_refused(model_onnx: Path, holdout_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "c128.npz"
     save_calibration_set(path, CalibrationSet(np.zeros((20, 128, 128, 3), np.uint8), [{"source": "x", "frame": i} for i in range(20)], crop_contract(128)))
-    proc = run_cli("calibrate", "quantize", mobilefacenet_onnx, "--calib", path, "--holdout", holdout_dir, "-o", tmp_path / "o.onnx", check=False)
+    proc = run_cli("calibrate", "quantize", model_onnx, "--calib", path, "--holdout", holdout_dir, "-o", tmp_path / "o.onnx", check=False)
     assert proc.returncode == 2 and "made for another input contract: size 128 (model needs 112)" in proc.stderr
 
 
-def test_fp16_parity(mobilefacenet_onnx: Path, holdout_dir: Path, tmp_path: Path) -> None:
+def test_fp16_parity(model_onnx: Path, holdout_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "mbf_fp16.onnx"
-    run_cli("calibrate", "fp16", mobilefacenet_onnx, "--holdout", holdout_dir, "-o", out, "--holdout-max", str(HOLDOUT_MAX))
+    run_cli("calibrate", "fp16", model_onnx, "--holdout", holdout_dir, "-o", out, "--holdout-max", str(HOLDOUT_MAX))
     model = onnx.load(str(out))
     assert graph_precision(model) == "fp16"
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # FP32 I/O kept
@@ -196,7 +196,7 @@ def test_fp16_parity(mobilefacenet_onnx: Path, holdout_dir: Path, tmp_path: Path
     assert (tmp_path / "mbf_fp16.roc.png").stat().st_size > 1000
 
 
-def test_quantizer_without_the_range_cache_gives_the_same_model(mobilefacenet_onnx: Path, parity_faces: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quantizer_without_the_range_cache_gives_the_same_model(model_onnx: Path, parity_faces: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Older ONNX Runtime releases (Python 3.10 wheels up to 1.23, Jetson builds) have no
     ``calibration_cache_path``: the Quantizer then calibrates on each call and reads the ranges
     with ORT's own calibrator. Same data, same method -> the same scales and ranges."""
@@ -204,11 +204,11 @@ def test_quantizer_without_the_range_cache_gives_the_same_model(mobilefacenet_on
     from coreface_edge.calibration.quantize import Quantizer, ranges_cached
     from coreface_edge.calibration.scheme import choose_scheme
 
-    contract = open_backend(mobilefacenet_onnx).contract
+    contract = open_backend(model_onnx).contract
     scheme = choose_scheme("tensorrt", host_isa())
 
     def run(tag: str) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, float]]]:
-        with Quantizer(mobilefacenet_onnx, parity_faces, contract, scheme, "minmax") as quantizer:
+        with Quantizer(model_onnx, parity_faces, contract, scheme, "minmax") as quantizer:
             model = onnx.load(str(quantizer.quantize(tmp_path / f"{tag}.onnx")))
             ranges = {r.name: (r.low, r.high) for r in quantizer.ranges()}
         scales = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("_scale")}

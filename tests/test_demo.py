@@ -19,6 +19,7 @@ from coreface_edge.demo.samples import bundled_samples
 from coreface_edge.demo.scoring import score_decisions
 from coreface_edge.demo.tour import MARKER, prepare_folder
 from coreface_edge.errors import CorefaceError
+from coreface_edge.pretrained import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,7 @@ def demo(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_demo_runs_from_the_installed_wheel(demo: dict, installed: Path):
     assert demo["package"].is_relative_to(installed)  # not the source tree
-    for packaged in ("assets/models/mobilefacenet_coreface.pt", "assets/yunet/yunet_n_dynamic.onnx", "assets/demo/camera/ground_truth.csv"):
+    for packaged in (f"assets/models/{DEFAULT_MODEL}.pt", "assets/yunet/yunet_n_dynamic.onnx", "assets/demo/camera/ground_truth.csv"):
         assert (installed / "coreface_edge" / packaged).is_file()
 
 
@@ -207,7 +208,7 @@ def test_demo_runs_without_torch_from_the_packaged_export(tmp_path: Path):
     assert bench["pytorch"]["labels"]["status"] == "not available" and bench["onnx-fp32"]["labels"]["status"] == "ok"
 
 
-def test_packaged_export_is_the_export_of_the_packaged_model(mobilefacenet_onnx: Path, parity_faces):
+def test_packaged_export_is_the_export_of_the_packaged_model(model_onnx: Path, parity_faces):
     """The ONNX shipped for machines without torch computes what a fresh export computes, and
     carries the same fingerprint (galleries and thresholds move between them)."""
     from fixtures_models import trained_artifact
@@ -217,12 +218,12 @@ def test_packaged_export_is_the_export_of_the_packaged_model(mobilefacenet_onnx:
     from coreface_edge.pretrained import shipped_model_path, shipped_onnx_path
     from coreface_edge.runtime import open_backend
 
-    if trained_artifact() != shipped_model_path("mobilefacenet_coreface"):
-        pytest.skip("COREFACE_TRAINED_MOBILEFACENET points at another model than the shipped one")
-    packaged, fresh = open_backend(shipped_onnx_path("mobilefacenet_coreface")), open_backend(mobilefacenet_onnx)
+    if trained_artifact() != shipped_model_path(DEFAULT_MODEL):
+        pytest.skip("COREFACE_TRAINED_MODEL points at another model than the shipped one")
+    packaged, fresh = open_backend(shipped_onnx_path(DEFAULT_MODEL)), open_backend(model_onnx)
     assert packaged.contract == fresh.contract
     assert compare_embeddings(fresh.embed(parity_faces), packaged.embed(parity_faces)).min_cosine >= 0.99999
-    assert load_threshold(shipped_onnx_path("mobilefacenet_coreface"), packaged.contract.fingerprint) is not None
+    assert load_threshold(shipped_onnx_path(DEFAULT_MODEL), packaged.contract.fingerprint) is not None
 
 
 def test_a_failing_step_stops_the_demo_unless_optional(tmp_path: Path):

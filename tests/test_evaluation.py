@@ -340,10 +340,10 @@ def test_eval_cli_bad_data_is_one_line_error(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_eval_cli_on_an_exported_onnx_model_with_flip(cfp_root, aligned_dir, mobilefacenet_onnx, tmp_path):  # skip before exporting
+def test_eval_cli_on_an_exported_onnx_model_with_flip(cfp_root, aligned_dir, model_onnx, tmp_path):  # skip before exporting
     """A model file goes through runtime.open_backend (ONNX Runtime here), in a real CLI run."""
     out = tmp_path / "out"
-    run_cli("eval", mobilefacenet_onnx, "--data", aligned_dir, "--identities", "401-403", "--cfp-root", cfp_root, "--flip", "--out", out)
+    run_cli("eval", model_onnx, "--data", aligned_dir, "--identities", "401-403", "--cfp-root", cfp_root, "--flip", "--out", out)
     result = json.loads((out / "eval_cfp.json").read_text())
     assert result["model"]["backend"] == "onnxruntime" and result["flip"] is True
     ff = result["rows"]["FF"]["verification"]

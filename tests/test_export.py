@@ -16,10 +16,11 @@ from coreface_edge.export.onnx_export import ExportOptions, default_output, expo
 from coreface_edge.export.onnx_meta import contract_of, graph_precision, read_metadata
 from coreface_edge.export.parity import compare_embeddings, load_parity_crops
 from coreface_edge.runtime import open_backend
+from coreface_edge.pretrained import DEFAULT_MODEL
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory: pytest.TempPathFactory, mobilefacenet_artifact: Path, parity_faces: np.ndarray) -> dict[str, Path]:
+def exported(tmp_path_factory: pytest.TempPathFactory, model_artifact: Path, parity_faces: np.ndarray) -> dict[str, Path]:
     """The MobileFaceNet artefact exported with each option on its own."""
     out = tmp_path_factory.mktemp("variants")
     variants = {
@@ -27,7 +28,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory, mobilefacenet_artifact: P
         "flip": ExportOptions(fuse_flip=True),
         "l2": ExportOptions(l2_normalize=True),
     }
-    return {name: export_onnx(mobilefacenet_artifact, out / f"{name}.onnx", opts, parity_faces).path for name, opts in variants.items()}
+    return {name: export_onnx(model_artifact, out / f"{name}.onnx", opts, parity_faces).path for name, opts in variants.items()}
 
 
 def _no_leftovers(folder: Path) -> list[str]:
@@ -81,8 +82,8 @@ def _check_exported_graph(path: Path, checkpoint: Path, architecture: str) -> No
     assert meta["normalization"].startswith("(x - 127.5) / 127.5, RGB")
 
 
-def test_mobilefacenet_export_graph_and_metadata(mobilefacenet_onnx: Path, mobilefacenet_artifact: Path) -> None:
-    _check_exported_graph(mobilefacenet_onnx, mobilefacenet_artifact, "mobilefacenet")
+def test_mobilefacenet_export_graph_and_metadata(model_onnx: Path, model_artifact: Path) -> None:
+    _check_exported_graph(model_onnx, model_artifact, "mobilefacenet")
 
 
 @pytest.mark.parametrize("architecture", ["iresnet18", pytest.param("iresnet50", marks=pytest.mark.slow)])
@@ -97,37 +98,37 @@ def test_iresnet_export_parity(architecture: str, tmp_path: Path, parity_faces: 
     assert compare_embeddings(ref, out).min_cosine >= 0.9999
 
 
-def test_baked_preprocess_equals_external(exported: dict[str, Path], mobilefacenet_onnx: Path, parity_faces: np.ndarray) -> None:
+def test_baked_preprocess_equals_external(exported: dict[str, Path], model_onnx: Path, parity_faces: np.ndarray) -> None:
     baked = open_backend(exported["baked"])
     assert baked.contract.baked_preprocess and baked.contract.dtype == "uint8" and baked.contract.layout == "NHWC"
     graph_input = onnx.load(str(exported["baked"])).graph.input[0]
     assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert [d.dim_value for d in graph_input.type.tensor_type.shape.dim][1:] == [112, 112, 3]
-    external = open_backend(mobilefacenet_onnx).embed(parity_faces)
+    external = open_backend(model_onnx).embed(parity_faces)
     inside = baked.embed(parity_faces)
     assert compare_embeddings(external, inside).min_cosine >= 0.99999
     np.testing.assert_allclose(inside, external, atol=1e-4 * np.abs(external).max())
 
 
-def test_flip_fusion_equals_sum_by_hand(exported: dict[str, Path], mobilefacenet_onnx: Path, parity_faces: np.ndarray) -> None:
-    plain = open_backend(mobilefacenet_onnx)
+def test_flip_fusion_equals_sum_by_hand(exported: dict[str, Path], model_onnx: Path, parity_faces: np.ndarray) -> None:
+    plain = open_backend(model_onnx)
     by_hand = plain.embed(parity_faces) + plain.embed(np.ascontiguousarray(parity_faces[:, :, ::-1]))
     fused = open_backend(exported["flip"])
     assert fused.contract.flip_fused and fused.info()["flip_fused"]
     np.testing.assert_allclose(fused.embed(parity_faces), by_hand, atol=1e-4 * np.abs(by_hand).max())
 
 
-def test_l2_output_has_unit_norm(exported: dict[str, Path], mobilefacenet_onnx: Path, parity_faces: np.ndarray) -> None:
+def test_l2_output_has_unit_norm(exported: dict[str, Path], model_onnx: Path, parity_faces: np.ndarray) -> None:
     out = open_backend(exported["l2"]).embed(parity_faces)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
-    raw = open_backend(mobilefacenet_onnx).embed(parity_faces)
+    raw = open_backend(model_onnx).embed(parity_faces)
     np.testing.assert_allclose(out, raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-5)
 
 
-def test_failed_parity_removes_output(tmp_path: Path, mobilefacenet_artifact: Path, parity_faces: np.ndarray) -> None:
+def test_failed_parity_removes_output(tmp_path: Path, model_artifact: Path, parity_faces: np.ndarray) -> None:
     target = tmp_path / "strict.onnx"
     with pytest.raises(CorefaceError, match="parity failed: min cosine .* nothing written") as err:
-        export_onnx(mobilefacenet_artifact, target, ExportOptions(parity_threshold=1.5), parity_faces)
+        export_onnx(model_artifact, target, ExportOptions(parity_threshold=1.5), parity_faces)
     assert "\n" not in str(err.value)
     assert _no_leftovers(tmp_path) == []
 
@@ -163,9 +164,9 @@ def test_default_output_name() -> None:
     assert default_output(Path("best.pt"), ExportOptions(bake_preprocess=True, l2_normalize=True)) == Path("best.baked.l2.onnx")
 
 
-def test_cli_export_real_subprocess(tmp_path: Path, mobilefacenet_artifact: Path) -> None:
+def test_cli_export_real_subprocess(tmp_path: Path, model_artifact: Path) -> None:
     out = tmp_path / "cli" / "model.onnx"
-    proc = run_cli("export", mobilefacenet_artifact, "-o", out, "--bake-preprocess", "--fuse-flip", "--l2-normalize")
+    proc = run_cli("export", model_artifact, "-o", out, "--bake-preprocess", "--fuse-flip", "--l2-normalize")
     assert out.is_file() and "1.000000" in proc.stdout and f"passed; wrote {out}" in proc.stdout
     contract = open_backend(out).contract
     assert contract.baked_preprocess and contract.flip_fused and contract.l2_normalized
@@ -177,7 +178,7 @@ def test_cli_export_real_subprocess(tmp_path: Path, mobilefacenet_artifact: Path
     assert not (tmp_path / "bad.onnx").exists()
 
 
-def test_operating_threshold_travels_with_the_export(exported: dict[str, Path], mobilefacenet_onnx: Path, mobilefacenet_artifact: Path) -> None:
+def test_operating_threshold_travels_with_the_export(exported: dict[str, Path], model_onnx: Path, model_artifact: Path) -> None:
     """An artefact whose card carries a measured operating point (the shipped model's does)
     gets it written beside its export, tied to the export's fingerprint; a flip-fused export
     scores differently, so it gets neither the threshold nor the same fingerprint."""
@@ -185,20 +186,20 @@ def test_operating_threshold_travels_with_the_export(exported: dict[str, Path], 
 
     from coreface_edge.gate.threshold import load_threshold
 
-    plain = open_backend(mobilefacenet_onnx).contract
+    plain = open_backend(model_onnx).contract
     assert open_backend(exported["flip"]).contract.fingerprint != plain.fingerprint
     assert open_backend(exported["l2"]).contract.fingerprint == plain.fingerprint  # same scores, same galleries
     assert not Path(f"{exported['flip']}.threshold.json").exists()
-    point = json.loads(mobilefacenet_artifact.with_suffix(".json").read_text()).get("operating_threshold")
+    point = json.loads(model_artifact.with_suffix(".json").read_text()).get("operating_threshold")
     if point is None:
-        assert not Path(f"{mobilefacenet_onnx}.threshold.json").exists()
+        assert not Path(f"{model_onnx}.threshold.json").exists()
         pytest.skip("the artefact in use carries no operating threshold (the shipped model's card does)")
-    stored = load_threshold(mobilefacenet_onnx, plain.fingerprint)
+    stored = load_threshold(model_onnx, plain.fingerprint)
     assert stored is not None and stored.threshold == point["threshold"] and stored.far_target == point["far_target"]
     assert stored.reject_threshold < stored.threshold and "425-500" in stored.data
 
 
-def test_export_keeps_a_threshold_the_user_measured(tmp_path: Path, mobilefacenet_artifact: Path, parity_faces: np.ndarray) -> None:
+def test_export_keeps_a_threshold_the_user_measured(tmp_path: Path, model_artifact: Path, parity_faces: np.ndarray) -> None:
     """Re-exporting over a model must not replace the threshold stored for it (say, measured
     on the site's own faces) with the card's; another model's stale threshold is replaced."""
     import json
@@ -206,21 +207,21 @@ def test_export_keeps_a_threshold_the_user_measured(tmp_path: Path, mobilefacene
 
     from coreface_edge.gate.threshold import load_threshold, store_threshold
 
-    if "operating_threshold" not in json.loads(mobilefacenet_artifact.with_suffix(".json").read_text()):
+    if "operating_threshold" not in json.loads(model_artifact.with_suffix(".json").read_text()):
         pytest.skip("the artefact in use carries no operating threshold (the shipped model's card does)")
     out = tmp_path / "model.onnx"
-    fingerprint = export_onnx(mobilefacenet_artifact, out, ExportOptions(), parity_faces).contract.fingerprint
+    fingerprint = export_onnx(model_artifact, out, ExportOptions(), parity_faces).contract.fingerprint
     card = load_threshold(out, fingerprint)
     store_threshold(out, replace(card, threshold=0.995, data="our entrance, 2,000 faces"))
-    export_onnx(mobilefacenet_artifact, out, ExportOptions(bake_preprocess=True), parity_faces)
+    export_onnx(model_artifact, out, ExportOptions(bake_preprocess=True), parity_faces)
     assert load_threshold(out, fingerprint).threshold == 0.995
     store_threshold(out, replace(card, fingerprint="0" * 64))
-    export_onnx(mobilefacenet_artifact, out, ExportOptions(), parity_faces)
+    export_onnx(model_artifact, out, ExportOptions(), parity_faces)
     assert load_threshold(out, fingerprint).threshold == card.threshold
 
 
 def test_the_shipped_model_exports_without_torch_from_its_packaged_onnx(tmp_path: Path) -> None:
-    """A Jetson has no torch: `export mobilefacenet_coreface` copies the packaged export (same
+    """A Jetson has no torch: `export` of the shipped model copies the packaged export (same
     default options) with its threshold; other options say what they need, in one line."""
     import subprocess
     import sys
@@ -230,11 +231,11 @@ def test_the_shipped_model_exports_without_torch_from_its_packaged_onnx(tmp_path
     script = "import sys; sys.modules['torch'] = None\nfrom coreface_edge.cli import main\nsys.argv = ['coreface-edge', *sys.argv[1:]]\nmain()\n"
 
     def export(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", script, "export", "mobilefacenet_coreface", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        return subprocess.run([sys.executable, "-c", script, "export", DEFAULT_MODEL, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
 
     proc = export("-o", "model.onnx")
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "model.onnx").read_bytes() == shipped_onnx_path("mobilefacenet_coreface").read_bytes()
+    assert (tmp_path / "model.onnx").read_bytes() == shipped_onnx_path(DEFAULT_MODEL).read_bytes()
     assert (tmp_path / "model.onnx.threshold.json").is_file() and "copied the packaged export" in " ".join(proc.stdout.split())
     proc = export("-o", "flip.onnx", "--fuse-flip")
     assert proc.returncode == 2 and "needs torch and onnxslim" in proc.stderr and "Traceback" not in proc.stderr

@@ -62,11 +62,11 @@ def test_impossible_combinations_are_refused() -> None:
         plan_build("10.3.0", "bf16", "fp32")
 
 
-def test_graph_precision_of_real_models(mobilefacenet_onnx: Path, tmp_path: Path) -> None:
-    assert graph_precision(onnx.load(str(mobilefacenet_onnx))) == "fp32"
+def test_graph_precision_of_real_models(model_onnx: Path, tmp_path: Path) -> None:
+    assert graph_precision(onnx.load(str(model_onnx))) == "fp32"
     from coreface_edge.calibration.fp16 import convert_fp16
 
-    half = convert_fp16(mobilefacenet_onnx, tmp_path / "half.onnx")
+    half = convert_fp16(model_onnx, tmp_path / "half.onnx")
     assert graph_precision(onnx.load(str(half))) == "fp16"
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
@@ -138,11 +138,11 @@ def test_missing_or_broken_sidecar(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="checks the message shown where TensorRT is missing")
-def test_without_tensorrt_build_says_how_to_install(mobilefacenet_onnx: Path, tmp_path: Path) -> None:
+def test_without_tensorrt_build_says_how_to_install(model_onnx: Path, tmp_path: Path) -> None:
     from coreface_edge.export.tensorrt_builder import BuildOptions, build_engine
 
     with pytest.raises(CorefaceError) as err:
-        build_engine(mobilefacenet_onnx, tmp_path / "m.engine", BuildOptions())
+        build_engine(model_onnx, tmp_path / "m.engine", BuildOptions())
     assert str(err.value) == TENSORRT_MISSING
     from coreface_edge.runtime import open_backend
 
@@ -152,18 +152,18 @@ def test_without_tensorrt_build_says_how_to_install(mobilefacenet_onnx: Path, tm
     with pytest.raises(CorefaceError) as opened:
         open_backend(engine)
     assert str(opened.value) == TENSORRT_MISSING
-    proc = run_cli("build", mobilefacenet_onnx, "-o", tmp_path / "m.engine", check=False)
+    proc = run_cli("build", model_onnx, "-o", tmp_path / "m.engine", check=False)
     assert proc.returncode == 2 and "TensorRT is not installed" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "m.engine").exists()
 
 
-def test_bad_batch_profile_is_refused_before_tensorrt(mobilefacenet_onnx: Path, tmp_path: Path) -> None:
+def test_bad_batch_profile_is_refused_before_tensorrt(model_onnx: Path, tmp_path: Path) -> None:
     from coreface_edge.export.tensorrt_builder import BuildOptions, build_engine
 
     with pytest.raises(CorefaceError, match="1 <= min <= opt <= max"):
-        build_engine(mobilefacenet_onnx, tmp_path / "m.engine", BuildOptions(min_batch=8, opt_batch=4, max_batch=32))
+        build_engine(model_onnx, tmp_path / "m.engine", BuildOptions(min_batch=8, opt_batch=4, max_batch=32))
     with pytest.raises(CorefaceError, match="DLA has no dynamic shapes.*--min-batch 8 --opt-batch 8 --max-batch 8.*got 1/8/32"):
-        build_engine(mobilefacenet_onnx, tmp_path / "m.engine", BuildOptions(dla_core=0))
+        build_engine(model_onnx, tmp_path / "m.engine", BuildOptions(dla_core=0))
     BuildOptions(dla_core=0, min_batch=4, opt_batch=4, max_batch=4).check()  # one batch size: accepted
     assert not (tmp_path / "m.engine").exists()
 
@@ -193,12 +193,12 @@ def _build(onnx_path: Path, tmp_path: Path, precision: str) -> Path:
     return result.engine
 
 
-def test_tensorrt_fp32_engine_matches_onnxruntime(trt_ready: None, mobilefacenet_onnx: Path, parity_faces: np.ndarray, tmp_path: Path) -> None:
+def test_tensorrt_fp32_engine_matches_onnxruntime(trt_ready: None, model_onnx: Path, parity_faces: np.ndarray, tmp_path: Path) -> None:
     from coreface_edge.runtime import open_backend
 
-    engine = _build(mobilefacenet_onnx, tmp_path, "fp32")
+    engine = _build(model_onnx, tmp_path, "fp32")
     trt_model = open_backend(engine)
-    ref = open_backend(mobilefacenet_onnx).embed(parity_faces)
+    ref = open_backend(model_onnx).embed(parity_faces)
     out = trt_model.embed(parity_faces)
     cos = np.sum(ref * out, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1))
     assert out.shape == ref.shape and out.dtype == np.float32 and cos.min() >= 0.9999
@@ -210,29 +210,29 @@ def test_tensorrt_fp32_engine_matches_onnxruntime(trt_ready: None, mobilefacenet
     assert read_sidecar(engine).precision == "fp32" and trt_model.info()["batch_profile"] == "1/4/8"
 
 
-def test_tensorrt_fp16_engine_for_this_version(trt_ready: None, mobilefacenet_onnx: Path, parity_faces: np.ndarray, tmp_path: Path) -> None:
+def test_tensorrt_fp16_engine_for_this_version(trt_ready: None, model_onnx: Path, parity_faces: np.ndarray, tmp_path: Path) -> None:
     import tensorrt
 
     from coreface_edge.runtime import open_backend
 
-    source = mobilefacenet_onnx
+    source = model_onnx
     if parse_version(tensorrt.__version__)[0] >= 11:  # strongly typed: give it an FP16 ONNX
         from coreface_edge.calibration.fp16 import convert_fp16
 
-        source = convert_fp16(mobilefacenet_onnx, tmp_path / "half.onnx")
+        source = convert_fp16(model_onnx, tmp_path / "half.onnx")
     out = open_backend(_build(source, tmp_path, "fp16")).embed(parity_faces)
-    ref = open_backend(mobilefacenet_onnx).embed(parity_faces)
+    ref = open_backend(model_onnx).embed(parity_faces)
     cos = np.sum(ref * out, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1))
     assert cos.min() >= 0.999
 
 
-def test_engine_from_other_tensorrt_is_refused(trt_ready: None, mobilefacenet_onnx: Path, tmp_path: Path) -> None:
+def test_engine_from_other_tensorrt_is_refused(trt_ready: None, model_onnx: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 
     from coreface_edge.runtime import open_backend
 
     (tmp_path / "timing.cache").write_bytes(b"not a timing cache")  # unreadable cache: replaced by a fresh one
-    engine = _build(mobilefacenet_onnx, tmp_path, "fp32")
+    engine = _build(model_onnx, tmp_path, "fp32")
     write_sidecar(engine, replace(read_sidecar(engine), tensorrt_version="9.9.9"))
     with pytest.raises(CorefaceError, match="built with TensorRT 9.9.9.*rebuild it here: coreface-edge build"):
         open_backend(engine)

@@ -47,11 +47,11 @@ def decisions(stdout: str) -> list[dict]:
 
 
 @pytest.fixture(scope="session")
-def site(tmp_path_factory: pytest.TempPathFactory, mobilefacenet_onnx: Path, face_photos: list[Path]) -> dict[str, Path]:
+def site(tmp_path_factory: pytest.TempPathFactory, model_onnx: Path, face_photos: list[Path]) -> dict[str, Path]:
     """A gate site: the model, a gallery with ann/bob/cid (one photo each), a query folder."""
     root = tmp_path_factory.mktemp("site")
     model = root / "model.onnx"
-    shutil.copy(mobilefacenet_onnx, model)
+    shutil.copy(model_onnx, model)
     photos = {p.name: p for p in face_photos}
     for k, (name, photo) in enumerate(PEOPLE.items()):
         folder = root / "enroll" / name
@@ -301,19 +301,19 @@ def test_threshold_from_the_sites_own_labelled_faces(site: dict[str, Path], alig
 def trained() -> Path:
     found = trained_artifact()
     if found is None:
-        pytest.skip("needs the trained MobileFaceNet (coreface_edge/assets/models/ or COREFACE_TRAINED_MOBILEFACENET); random weights cannot tell people apart")
+        pytest.skip("needs a trained model (coreface_edge/assets/models/ or COREFACE_TRAINED_MODEL); random weights cannot tell people apart")
     return found
 
 
-def test_ground_truth_with_the_trained_model(trained: Path, tmp_path: Path, cfp_root: Path, aligned_cfp: Path, mobilefacenet_onnx: Path):
+def test_ground_truth_with_the_trained_model(trained: Path, tmp_path: Path, cfp_root: Path, aligned_cfp: Path, model_onnx: Path):
     """Enroll CFP 401-410 from 3 frontal photos each; gate over other photos of them and of
-    10 people never enrolled; check every decision. Needs a trained model (``mobilefacenet_onnx``
+    10 people never enrolled; check every decision. Needs a trained model (``model_onnx``
     is the export of the trained artefact when there is one): at the threshold for FAR 1e-4 no
     accept may name the wrong person, and the genuine accept rate must match the TAR that the
     threshold command expects there (within 0.2: 20 attempts), so a better model is held to more."""
     images = cfp_root / "Data" / "Images"
     model = tmp_path / "model.onnx"
-    shutil.copy(mobilefacenet_onnx, model)
+    shutil.copy(model_onnx, model)
     invoke("threshold", "--model", model, "--far", "1e-4", "--data", aligned_cfp, "--cfp-root", cfp_root, "--identities", "441-490", "--store")
     queries = tmp_path / "queries"
     queries.mkdir()

@@ -24,6 +24,7 @@ import pytest
 
 from coreface_edge.errors import CorefaceError
 from coreface_edge.gate import sources
+from coreface_edge.pretrained import DEFAULT_MODEL
 from coreface_edge.gate.sources import (
     STREAM_OPEN_TIMEOUT_S,
     STREAM_READ_TIMEOUT_S,
@@ -261,7 +262,7 @@ def small_site(tmp_path_factory: pytest.TempPathFactory, face_photos: list[Path]
 
     root = tmp_path_factory.mktemp("sources_site")
     model = root / "model.onnx"
-    shutil.copy(Path(sources.__file__).parents[1] / "assets" / "models" / "mobilefacenet_coreface.onnx", model)
+    shutil.copy(Path(sources.__file__).parents[1] / "assets" / "models" / f"{DEFAULT_MODEL}.onnx", model)
     (root / "ann").mkdir()
     shutil.copy(face_photos[0], root / "ann" / face_photos[0].name)
     args = ["enroll", "--model", model, "--gallery", root / "g.db", "--name", "ann", "--images", root / "ann", "--threshold", "0.5"]

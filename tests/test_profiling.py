@@ -21,6 +21,7 @@ from coreface_edge.profiling.output import write_report
 from coreface_edge.profiling.report import latency_row, load_report, new_report
 from coreface_edge.profiling.runner import TimedCalls, backend_parts, time_calls
 from coreface_edge.profiling.stats import percentile, summarize, throughput
+from coreface_edge.pretrained import DEFAULT_MODEL
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -174,15 +175,15 @@ def test_profiler_overhead_is_under_one_percent_of_a_1ms_workload():
 
 # --- real CLI runs -----------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def profile_run(mobilefacenet_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def profile_run(model_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("profile")
-    proc = run_cli("profile", mobilefacenet_onnx, "--batch", "1,4", "-n", "4", "--warmup", "1", "--out", out)
+    proc = run_cli("profile", model_onnx, "--batch", "1,4", "-n", "4", "--warmup", "1", "--out", out)
     return out, proc.stdout
 
 
-def test_real_profile_of_an_onnx_model(profile_run, mobilefacenet_onnx):
+def test_real_profile_of_an_onnx_model(profile_run, model_onnx):
     out, stdout = profile_run
-    assert "Model latency" in stdout and mobilefacenet_onnx.name in stdout
+    assert "Model latency" in stdout and model_onnx.name in stdout
     report = load_report(out / "profile.json")
     assert [r["labels"]["batch"] for r in report["rows"]] == [1, 4]
     for row in report["rows"]:
@@ -191,7 +192,7 @@ def test_real_profile_of_an_onnx_model(profile_run, mobilefacenet_onnx):
         assert 0 < m["min_ms"] <= m["p50_ms"] <= m["p90_ms"] <= m["p99_ms"] <= m["max_ms"]
         assert m["throughput"] == pytest.approx(row["labels"]["batch"] * 1000.0 / m["mean_ms"], rel=1e-3)
         assert m["peak_rss_mb"] > 50 and row["labels"]["backend"] == "onnxruntime"
-        assert row["key"] == f"{mobilefacenet_onnx.name}|onnxruntime|b{row['labels']['batch']}"
+        assert row["key"] == f"{model_onnx.name}|onnxruntime|b{row['labels']['batch']}"
     assert report["machine"]["versions"]["onnxruntime"]
     for name in ("profile.md", "profile_latency_hist.png", "profile_latency_vs_batch.png"):
         assert (out / name).stat().st_size > 0
@@ -210,9 +211,9 @@ def test_report_regenerated_from_recorded_json(profile_run, tmp_path):
     assert json.loads((tmp_path / "profile.json").read_text())["rows"] == recorded["rows"]
 
 
-def test_profile_compare_against_saved_report(profile_run, mobilefacenet_onnx, tmp_path):
+def test_profile_compare_against_saved_report(profile_run, model_onnx, tmp_path):
     baseline = profile_run[0] / "profile.json"
-    proc = run_cli("profile", mobilefacenet_onnx, "--batch", "1", "-n", "3", "--warmup", "1", "--out", tmp_path, "--compare", baseline)
+    proc = run_cli("profile", model_onnx, "--batch", "1", "-n", "3", "--warmup", "1", "--out", tmp_path, "--compare", baseline)
     assert "vs base" in proc.stdout
     report = load_report(tmp_path / "profile.json")
     base = {r["key"]: r for r in load_report(baseline)["rows"]}
@@ -236,9 +237,9 @@ def aligned_small(cfp_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
-def test_benchmark_rows_for_built_failed_and_unavailable_formats(mobilefacenet_onnx, aligned_small, cfp_root, tmp_path):
+def test_benchmark_rows_for_built_failed_and_unavailable_formats(model_onnx, aligned_small, cfp_root, tmp_path):
     proc = run_cli(
-        "benchmark", mobilefacenet_onnx, "--data", aligned_small, "--identities", "401-402,451-452", "--cfp-root", cfp_root,
+        "benchmark", model_onnx, "--data", aligned_small, "--identities", "401-402,451-452", "--cfp-root", cfp_root,
         "--formats", "pytorch,onnx-fp32,onnx-int8,tensorrt-fp32,tensorrt-int8", "--calib", tmp_path / "no-calib.npz",
         "-n", "2", "--warmup", "0", "--out", tmp_path,
     )  # fmt: skip
@@ -250,7 +251,7 @@ def test_benchmark_rows_for_built_failed_and_unavailable_formats(mobilefacenet_o
     ok = rows["onnx-fp32"]
     assert ok["labels"]["status"] == "ok", ok["labels"]["reason"]
     m = ok["metrics"]
-    assert m["size_mb"] == pytest.approx(mobilefacenet_onnx.stat().st_size / 1e6)
+    assert m["size_mb"] == pytest.approx(model_onnx.stat().st_size / 1e6)
     for key in ("ff_tar_far_1e3_pct", "fp_tar_far_1e3_pct"):
         assert 0.0 <= m[key] <= 100.0, key
     for key in ("ff_accuracy_pct", "fp_accuracy_pct"):  # official-pair accuracy needs whole folds: None here
@@ -265,9 +266,9 @@ def test_benchmark_rows_for_built_failed_and_unavailable_formats(mobilefacenet_o
     assert "TensorRT not installed" in (tmp_path / "benchmark.md").read_text()
 
 
-def test_pipeline_profile_on_real_video(mobilefacenet_onnx, walkers_video, tmp_path):
+def test_pipeline_profile_on_real_video(model_onnx, walkers_video, tmp_path):
     proc = run_cli(
-        "profile", "--pipeline", walkers_video, "--model", mobilefacenet_onnx, "-n", "4", "--warmup", "1", "--max-faces", "4", "--out", tmp_path
+        "profile", "--pipeline", walkers_video, "--model", model_onnx, "-n", "4", "--warmup", "1", "--max-faces", "4", "--out", tmp_path
     )
     assert "Pipeline stages" in proc.stdout and "frames/s end to end" in proc.stdout
     report = load_report(tmp_path / "pipeline.json")
@@ -286,9 +287,9 @@ def test_pipeline_profile_on_real_video(mobilefacenet_onnx, walkers_video, tmp_p
 
 
 def test_benchmark_says_which_evaluation_to_give(tmp_path):
-    both = run_cli("benchmark", "mobilefacenet_coreface", "--faces", tmp_path, "--data", tmp_path, check=False)
+    both = run_cli("benchmark", DEFAULT_MODEL, "--faces", tmp_path, "--data", tmp_path, check=False)
     assert both.returncode == 2 and "give exactly one of --data ALIGNED_CFP or --faces LABELLED_FACES" in both.stderr
-    no_calib = run_cli("benchmark", "mobilefacenet_coreface", "--faces", tmp_path, "--formats", "onnx-int8", check=False)
+    no_calib = run_cli("benchmark", DEFAULT_MODEL, "--faces", tmp_path, "--formats", "onnx-int8", check=False)
     assert no_calib.returncode == 2 and "INT8 needs a calibration set other than the evaluated faces: give --calib" in no_calib.stderr
     unknown = run_cli("benchmark", "no_such_model", "--faces", tmp_path, check=False)
     assert unknown.returncode == 2 and "no_such_model: file not found (nor a shipped model's name)" in unknown.stderr

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from conftest import ROOT, run_cli
+from coreface_edge.pretrained import DEFAULT_MODEL
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -70,10 +71,10 @@ def test_every_readme_command_is_run_by_a_test():
 def test_main_job_chain_runs_on_real_photos(tmp_path: Path, face_photos: list[Path]):
     """The README chain, with the webcam swapped for a folder of frames: export the shipped
     model by name, enroll a person from photos, run the gate over other photos of her."""
-    chain = next(c for c in _fenced_commands() if c.startswith("coreface-edge export mobilefacenet_coreface"))
+    chain = next(c for c in _fenced_commands() if c.startswith(f"coreface-edge export {DEFAULT_MODEL}"))
     steps = [s.strip().split()[1] for s in chain.split("&&")]
     assert steps == ["export", "enroll", "gate"]
-    run_cli("export", "mobilefacenet_coreface", "-o", "model.onnx", cwd=tmp_path)
+    run_cli("export", DEFAULT_MODEL, "-o", "model.onnx", cwd=tmp_path)
     photos = tmp_path / "photos" / "ada"
     photos.mkdir(parents=True)
     frames = tmp_path / "camera"

@@ -62,9 +62,9 @@ def test_select_providers() -> None:
         select_providers("npu", [cpu])
 
 
-def test_torch_and_onnxruntime_conform_and_agree(mobilefacenet_artifact: Path, mobilefacenet_onnx: Path, parity_faces: np.ndarray) -> None:
-    ref = open_backend(mobilefacenet_artifact)
-    ort = open_backend(mobilefacenet_onnx, threads=2)
+def test_torch_and_onnxruntime_conform_and_agree(model_artifact: Path, model_onnx: Path, parity_faces: np.ndarray) -> None:
+    ref = open_backend(model_artifact)
+    ort = open_backend(model_onnx, threads=2)
     for backend in (ref, ort):
         assert isinstance(backend, EmbeddingBackend)
         assert INFO_KEYS <= set(backend.info())
@@ -81,8 +81,8 @@ def test_torch_and_onnxruntime_conform_and_agree(mobilefacenet_artifact: Path, m
     assert ort.embed(parity_faces[:0]).shape == (0, 512)
 
 
-def test_wrong_batch_shape_or_dtype_is_one_line(mobilefacenet_onnx: Path, mobilefacenet_artifact: Path, parity_faces: np.ndarray) -> None:
-    for backend in (open_backend(mobilefacenet_onnx), open_backend(mobilefacenet_artifact)):
+def test_wrong_batch_shape_or_dtype_is_one_line(model_onnx: Path, model_artifact: Path, parity_faces: np.ndarray) -> None:
+    for backend in (open_backend(model_onnx), open_backend(model_artifact)):
         with pytest.raises(CorefaceError, match=r"shape \(N, 112, 112, 3\)") as shape_err:
             backend.embed(parity_faces[0])
         with pytest.raises(CorefaceError, match="uint8") as dtype_err:
@@ -116,9 +116,9 @@ def test_foreign_onnx_with_wrong_input_shape_fails(tmp_path: Path) -> None:
         open_backend(_tiny_onnx(tmp_path / "u8.onnx", ["N", 3, 112, 112], TensorProto.UINT8))
 
 
-def test_corrupt_files_are_one_line_errors(tmp_path: Path, mobilefacenet_onnx: Path) -> None:
+def test_corrupt_files_are_one_line_errors(tmp_path: Path, model_onnx: Path) -> None:
     corrupt = tmp_path / "corrupt.onnx"
-    corrupt.write_bytes(mobilefacenet_onnx.read_bytes()[:5000])
+    corrupt.write_bytes(model_onnx.read_bytes()[:5000])
     with pytest.raises(CorefaceError) as err:
         open_backend(corrupt)
     assert str(err.value).startswith(str(corrupt)) and "\n" not in str(err.value)
@@ -127,13 +127,13 @@ def test_corrupt_files_are_one_line_errors(tmp_path: Path, mobilefacenet_onnx: P
     with pytest.raises(CorefaceError, match="corrupt.pt"):
         open_backend(corrupt_pt)
     with pytest.raises(CorefaceError, match="bad option for the onnxruntime backend"):
-        open_backend(mobilefacenet_onnx, fp16=True)
+        open_backend(model_onnx, fp16=True)
 
 
-def test_metadata_contract_must_match_graph(tmp_path: Path, mobilefacenet_onnx: Path) -> None:
+def test_metadata_contract_must_match_graph(tmp_path: Path, model_onnx: Path) -> None:
     from coreface_edge.export.onnx_meta import contract_metadata, contract_of, set_metadata
 
-    model = onnx.load(str(mobilefacenet_onnx))
+    model = onnx.load(str(model_onnx))
     lying = contract_of(model, "test").__class__(baked_preprocess=True, layout="NHWC", dtype="uint8", input_name="crops")
     set_metadata(model, contract_metadata(lying))
     onnx.save(model, str(tmp_path / "lying.onnx"))
@@ -141,10 +141,10 @@ def test_metadata_contract_must_match_graph(tmp_path: Path, mobilefacenet_onnx: 
         open_backend(tmp_path / "lying.onnx")
 
 
-def test_onnx_backend_does_not_import_torch(mobilefacenet_onnx: Path) -> None:
+def test_onnx_backend_does_not_import_torch(model_onnx: Path) -> None:
     code = (
         "import sys; from coreface_edge.runtime import open_backend; import numpy as np; "
-        f"m = open_backend({str(mobilefacenet_onnx)!r}); m.embed(np.zeros((1, 112, 112, 3), np.uint8)); "
+        f"m = open_backend({str(model_onnx)!r}); m.embed(np.zeros((1, 112, 112, 3), np.uint8)); "
         "import coreface_edge.cli; assert 'torch' not in sys.modules and 'tensorrt' not in sys.modules, 'heavy import'"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -18,10 +18,11 @@ from typing import Any, Callable, TypeVar
 from rich.console import Console
 
 from ..errors import CorefaceError
+from ..pretrained import DEFAULT_MODEL
 from .samples import DemoSamples
 
 T = TypeVar("T")
-SHIPPED_MODEL = "mobilefacenet_coreface"
+SHIPPED_MODEL = DEFAULT_MODEL
 MARKER = "coreface-demo.json"  # written first, then with the summary: a folder with it is an earlier demo's and may be replaced
 MARKER_TOOL = "coreface-edge demo"
 MARKER_STATES = ("running", "finished")

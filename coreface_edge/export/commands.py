@@ -15,7 +15,7 @@ from ..progress import progress_bar
 
 def export_command(
     checkpoint: str = typer.Argument(
-        ..., help="Backbone artefact (.pt with its .json sidecar), or a shipped model's name: mobilefacenet_coreface."
+        ..., help="Backbone artefact (.pt with its .json sidecar), or a shipped model's name: dlib_resnet."
     ),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="ONNX file to write [default: beside the checkpoint; in the working folder for a shipped model]."),
     bake_preprocess: bool = typer.Option(False, "--bake-preprocess", help="Graph takes uint8 BGR NHWC crops and normalises them itself."),

@@ -147,7 +147,7 @@ def _profile_pipeline(
 
 
 def benchmark(
-    checkpoint: str = typer.Argument(..., help="The model: a PyTorch .pt backbone artefact (or an FP32 .onnx), or a shipped model's name: mobilefacenet_coreface."),
+    checkpoint: str = typer.Argument(..., help="The model: a PyTorch .pt backbone artefact (or an FP32 .onnx), or a shipped model's name: dlib_resnet."),
     data: Optional[Path] = typer.Option(None, "--data", help="Aligned CFP folder (written by 'data prepare-cfp') to score on the CFP protocol."),
     faces: Optional[Path] = typer.Option(None, "--faces", help="Or: labelled aligned faces of your own (ImageFolder ROOT/<person>/*.jpg or .npz with crops and labels)."),
     identities: str = typer.Option("401-500", "--identities", help="--data: identities to evaluate (never trained on)."),
