@@ -372,14 +372,20 @@ def test_source_kinds_and_csi_pipeline(tmp_path: Path):
         open_source(str(tmp_path))
 
 
-def test_folder_source_skips_a_bad_image_and_goes_on(tmp_path: Path, face_photos: list[Path]):
+def test_folder_source_marks_unreadable_and_truncated_images(tmp_path: Path, face_photos: list[Path]):
+    """Every file is a frame, so the gate counts it; one that cannot be used carries its problem.
+    A JPEG cut short by a failed copy decodes in OpenCV (grey rows) but is refused."""
     for k, photo in enumerate(face_photos[:3]):
         (tmp_path / f"{k}_{photo.name}").write_bytes(photo.read_bytes())
-    (tmp_path / "1b_broken.jpg").write_bytes(b"\xff\xd8 truncated")
-    bad: list[str] = []
-    frames = list(folder_frames(folder_images(tmp_path), lambda name, why: bad.append(name)))
-    assert [f.name for f in frames] == sorted(p.name for p in tmp_path.iterdir() if p.name != "1b_broken.jpg")
-    assert bad == ["1b_broken.jpg"] and all(f.image.ndim == 3 for f in frames)
+    (tmp_path / "1b_broken.jpg").write_bytes(b"\xff\xd8 garbage")
+    whole = face_photos[0].read_bytes()
+    (tmp_path / "1c_cut.jpg").write_bytes(whole[: len(whole) // 2])
+    assert cv2.imread(str(tmp_path / "1c_cut.jpg")) is not None  # what the gate used to take as a whole photo
+    frames = list(folder_frames(folder_images(tmp_path)))
+    assert [f.name for f in frames] == sorted(p.name for p in tmp_path.iterdir())
+    problems = {f.name: f.problem for f in frames if f.problem}
+    assert sorted(problems) == ["1b_broken.jpg", "1c_cut.jpg"] and "truncated JPEG" in problems["1c_cut.jpg"]
+    assert all(f.image.ndim == 3 for f in frames if not f.problem) and all(f.image is None for f in frames if f.problem)
 
 
 class FlakyVideo:
@@ -475,7 +481,7 @@ def test_small_faces_get_their_landmarks_from_the_full_frame(face_photos: list[P
     assert len(coarse_err) == 5 and sum(refined_err) < 0.75 * sum(coarse_err)
 
 
-def test_enrollment_skips_a_photo_with_two_faces(face_photos: list[Path]):
+def test_enrollment_skips_a_photo_with_two_faces(face_photos: list[Path], tmp_path: Path):
     from coreface_edge.face.detector import YuNetDetector
     from coreface_edge.gate.enroll import from_images
     from coreface_edge.gate.pipeline import FULL_RESOLUTION, FaceFrontEnd
@@ -483,9 +489,10 @@ def test_enrollment_skips_a_photo_with_two_faces(face_photos: list[Path]):
     one, two = (cv2.imread(str(p)) for p in (face_photos[3], face_photos[5]))  # CFP 402 and 403, frontal
     one, two = (cv2.resize(x, (round(x.shape[1] * 300 / x.shape[0]), 300)) for x in (one, two))
     pair = np.hstack([one, two])
-    images = {"alone.jpg": one, "pair.jpg": pair}
+    for name, image in {"alone.jpg": one, "pair.jpg": pair}.items():
+        cv2.imwrite(str(tmp_path / name), image)
     front = FaceFrontEnd(YuNetDetector(), embed=lambda crops: crops, detect_side=FULL_RESOLUTION)  # as enroll does
-    got = from_images(front, [Path(n) for n in images], lambda p: images[p.name], lambda: None)
+    got = from_images(front, [tmp_path / "alone.jpg", tmp_path / "pair.jpg"], lambda: None)
     assert got.sources == ["alone.jpg"] and got.skipped == [("pair.jpg", "2 faces: only the person to enroll may be in view")]
 
 
