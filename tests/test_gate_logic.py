@@ -564,3 +564,41 @@ def test_a_bad_frame_is_counted_and_the_loop_goes_on(tmp_path: Path, face_photos
     assert stats.frames == 2 and stats.bad_frames == 1 and stats.stopped_by == "end of source"
     assert events[0]["event"] == "bad_frame" and "frame empty" in events[0]["detail"]
     assert stored == [("good", ACCEPT)] and events[1]["decision"] == ACCEPT
+
+
+def test_a_face_below_the_accept_minimum_is_logged_but_never_judged(tmp_path: Path, face_photos: list[Path]):
+    """Real photo, real YuNet and ONNX Runtime: with the enrolled face itself (score ~1) the gate
+    accepts; once the accept minimum asks for more eye distance than the face has, the same frame
+    gives no decision, only a ``not_judged`` line, and nothing is embedded."""
+    import json
+
+    from coreface_edge.face.detector import YuNetDetector
+    from coreface_edge.face.quality import AcceptMinimum
+    from coreface_edge.gate.actions import ActionRunner
+    from coreface_edge.gate.loop import BadgeReader, GateLoop
+    from coreface_edge.gate.pipeline import FULL_RESOLUTION, FaceFrontEnd
+    from coreface_edge.gate.sources import Frame
+    from coreface_edge.pretrained import shipped_onnx_path
+    from coreface_edge.runtime import open_backend
+
+    backend = open_backend(shipped_onnx_path("mobilefacenet_coreface"), threads=1)
+    image = cv2.imread(str(face_photos[0]))
+    enrolled = FaceFrontEnd(YuNetDetector(), backend.embed, detect_side=FULL_RESOLUTION).judge(image)
+    eyes = enrolled.qualities[0].size
+    with Gallery(tmp_path / "g.db", create=True) as g:
+        g.add_person("ann", enrolled.embeddings, "m")
+        matrix = g.matrix("m")
+    results = {}
+    for label, minimum in (("judged", AcceptMinimum(eyes - 5)), ("held back", AcceptMinimum(eyes + 5))):
+        lines: list[str] = []
+        front = FaceFrontEnd(YuNetDetector(), backend.embed, accept=minimum)
+        loop = GateLoop(front, Matcher(matrix), Decider(VotingPolicy(0.99, 1, 1, 0.0)), None, ActionRunner([], print),
+                        BadgeReader(None, None, print), "cam", emit=lines.append)  # fmt: skip
+        loop.run([Frame(0, 0.0, image, "f0")])
+        results[label] = ([json.loads(line) for line in lines], loop.stats)
+    (judged, stats), (held, held_stats) = results["judged"], results["held back"]
+    assert [(d["decision"], d["person"]) for d in judged] == [("accept", "ann")] and stats.faces_below_accept == 0
+    assert [e["event"] for e in held] == ["not_judged"] and held[0]["problems"][0].startswith("too small to judge")
+    assert (held_stats.faces_judged, held_stats.faces_below_accept, held_stats.faces_low_quality) == (0, 1, 0)
+    held_faces = FaceFrontEnd(YuNetDetector(), backend.embed, accept=AcceptMinimum(eyes + 5)).judge(image)
+    assert held_stats.decisions["accept"] == 0 and held_faces.below_accept == [True] and held_faces.embeddings is None
