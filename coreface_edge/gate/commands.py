@@ -267,7 +267,8 @@ def gate_command(
                 "people": len(matrix), "matcher": loop.matcher.engine, "backend": embedder.info(),
             })  # fmt: skip
             console.print(f"gate on {camera} ({opened.kind}): {len(matrix)} people, threshold {accept_at:.4f} from {origin}, "
-                          f"reject from {accept_at - reject_margin:.4f}, vote {vote_k}/{vote_n}, audit {audit}", highlight=False)  # fmt: skip
+                          f"reject from {accept_at - reject_margin:.4f}, vote {vote_k}/{vote_n}, judging faces with eyes >= {accept_minimum.min_size:g} px apart, "
+                          f"audit {audit}", highlight=False)  # fmt: skip
             if stored is not None:
                 _warn_weak_model(console, stored.tar, stored.far_target)
             if stored is not None and not (badge or badge_command):
