@@ -7,6 +7,7 @@ no torch needed. Guide with examples: docs/api.md.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,8 +164,10 @@ class Gate:
     from your own capture code: call :meth:`process` with each BGR frame.
 
     The defaults are the ``coreface-edge gate`` command's: the model's stored threshold, 3 of 5
-    frames, 5 s cooldown, the largest face. ``on_decision`` is called with each decision as it is
-    taken (after it is written to ``audit``, when given); changes to the gallery file (people
+    frames, 5 s cooldown, the largest face. ``on_decision`` is called with each decision once the
+    frame is done (after it is written to ``audit``, when given; an exception it raises reaches
+    the caller of :meth:`process`); ``on_event`` with every other line the CLI prints, as a dict
+    (``not_judged``, ``bad_frame``, ``gallery_reloaded``). Changes to the gallery file (people
     enrolled or removed meanwhile) are picked up while it runs.
     """
 
@@ -174,6 +177,7 @@ class Gate:
         embedder: Embedder | None = None,
         *,
         on_decision: Callable[[Decision], None] | None = None,
+        on_event: Callable[[dict], None] | None = None,
         threshold: float | None = None,
         vote_k: int = 3,
         vote_n: int = 5,
@@ -184,7 +188,9 @@ class Gate:
         camera: str = "api",
     ) -> None:
         embedder = embedder or Embedder()
-        self.on_decision, self._taken = on_decision, []
+        self.on_decision, self.on_event = on_decision, on_event
+        self._taken: list[Decision] = []
+        self._events: list[dict] = []
         self._watcher = GalleryWatcher(gallery)
         matrix = self._watcher.load(embedder.fingerprint)
         accept_at, origin, stored = resolve_threshold(embedder.model, embedder.fingerprint, threshold)
@@ -200,9 +206,9 @@ class Gate:
             actions=ActionRunner([], lambda _message: None),
             badges=BadgeReader(None, None, lambda _message: None),
             camera=camera,
-            emit=lambda _line: None,
+            emit=self._emitted,
             gallery=self._watcher,
-            on_decision=self._decided,
+            on_decision=lambda event_id, event: self._taken.append(Decision.of(event_id, event)),
         )
         self.threshold = accept_at
 
@@ -212,18 +218,22 @@ class Gate:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _decided(self, event_id: int, event: Event) -> None:
-        decision = Decision.of(event_id, event)
-        self._taken.append(decision)
-        if self.on_decision is not None:
-            self.on_decision(decision)
+    def _emitted(self, line: str) -> None:
+        """A line the CLI would print: events are kept for ``on_event`` (decisions come as :class:`Decision`)."""
+        data = json.loads(line)
+        if "event" in data:
+            self._events.append(data)
 
     def process(self, frame: np.ndarray, name: str | None = None) -> list[Decision]:
         """Judge one BGR frame ``(H, W, 3)``; returns the decisions it completed (often none: a
         decision needs ``vote_k`` frames). A frame that cannot be processed is counted as bad."""
-        self._taken = []
+        self._taken, self._events = [], []
         index = self._loop.stats.frames
-        self._loop.feed(Frame(index, time.time(), frame, name or str(index)))
+        self._loop.feed(Frame(index, time.time(), frame, name or str(index)))  # callbacks after: their errors are the caller's
+        for event in self._events if self.on_event is not None else ():
+            self.on_event(event)
+        for decision in self._taken if self.on_decision is not None else ():
+            self.on_decision(decision)
         return self._taken
 
     @property

@@ -69,20 +69,31 @@ def test_gallery_and_gate(embedder: Embedder, face_photos: list[Path], tmp_path:
         with pytest.raises(CorefaceError, match="'Ann' is already enrolled as 'ann'"):
             gallery.enroll("Ann", [photos["cfp_401_frontal_02.jpg"]])
         assert gallery.people() == ["ann", "bob"]
-    seen = []
-    with Gate(tmp_path / "g.db", embedder, on_decision=seen.append, threshold=0.999, vote_k=2, vote_n=2, cooldown=0, audit=tmp_path / "a.db") as gate:
+    seen, events = [], []
+    with Gate(tmp_path / "g.db", embedder, on_decision=seen.append, on_event=events.append, threshold=0.999, vote_k=2, vote_n=2,
+              cooldown=0, audit=tmp_path / "a.db") as gate:  # fmt: skip
         frame = cv2_read(photos["cfp_401_frontal_01.jpg"])
         assert gate.process(frame) == []  # one vote of the two needed
         decided = gate.process(frame, name="second")
         assert [(d.decision, d.person, d.badge, d.frame, d.votes) for d in decided] == [("accept", "ann", "7", "second", 2)]
         assert seen == decided and decided[0].score > 0.999
         assert gate.process(np.zeros((0, 0, 3), np.uint8)) == [] and gate.summary["bad_frames"] == 1
-        assert gate.summary["frames"] == 3 and gate.summary["decisions"]["accept"] == 1
+        assert [e["event"] for e in events] == ["bad_frame"] and "frame 2:" in events[0]["detail"]
+        assert gate.process(cv2_read(photos["cfp_401_profile_01.jpg"])) == [] and events[-1]["event"] == "not_judged"
+        assert gate.summary["frames"] == 4 and gate.summary["decisions"]["accept"] == 1
     with AuditLog(tmp_path / "a.db", create=False) as log:
         assert log.rows("SELECT id, decision, person FROM events") == [(decided[0].id, "accept", "ann")]
-        assert log.rows("SELECT frames, stopped IS NOT NULL FROM runs") == [(3, 1)]
+        assert log.rows("SELECT frames, stopped IS NOT NULL FROM runs") == [(4, 1)]
     with Gate(tmp_path / "g.db", embedder, threshold=0.999, vote_k=1, vote_n=1, accept_minimum=AcceptMinimum(min_size=1000)) as gate:
         assert gate.process(frame) == [] and gate.summary["faces_below_accept"] == 1  # too small to judge: never accepted
+
+    def door_jammed(decision):
+        raise RuntimeError(f"door jammed for {decision.person}")
+
+    with Gate(tmp_path / "g.db", embedder, on_decision=door_jammed, threshold=0.999, vote_k=1, vote_n=1) as gate:
+        with pytest.raises(RuntimeError, match="door jammed for ann"):  # the integrator's error is theirs, not a "bad frame"
+            gate.process(frame)
+        assert gate.summary["bad_frames"] == 0 and gate.summary["decisions"]["accept"] == 1
 
 
 def cv2_read(path: Path) -> np.ndarray:

@@ -31,7 +31,7 @@ SENSITIVITY_FACES = 16
 MIN_SPEEDUP = 1.05  # below this INT8 is "not faster" (timing noise on a shared machine)
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 FP16_ON_CPU = (
-    "FP16 pays on GPUs (TensorRT, ONNX Runtime with CUDA); this ONNX Runtime has no GPU provider, and on a CPU it "
+    "warning: FP16 pays on GPUs (TensorRT, ONNX Runtime with CUDA); this ONNX Runtime has no GPU provider, and on a CPU it "
     "runs FP16 slower than FP32 (the demo's benchmark table: 1.8x the latency at batch 1, 0.43x the throughput at "
     "batch 32): run the FP32 model on this machine and this FP16 copy on a GPU."
 )
