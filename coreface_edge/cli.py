@@ -29,7 +29,7 @@ COMMAND_MODULES = (  # in the order of the job: data -> train -> evaluate -> dep
     "coreface_edge.demo.commands",
 )
 
-JOBS = """Start with: coreface-edge demo (the whole chain on bundled faces, about a minute on a CPU).
+JOBS = """Start with: coreface-edge demo (the whole chain on bundled faces, no download; it prints how long it took).
 Jobs, in order: data (prepare-cfp, align, info, pack-rec) -> train, train-bench, models ->
 eval -> export, build (TensorRT) -> calibrate (collect, quantize, fp16) -> enroll, gallery,
 threshold, gate, report -> profile, benchmark."""

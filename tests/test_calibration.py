@@ -11,11 +11,16 @@ limit: the guard must pass the first and refuse the second.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 from conftest import FIXTURES, run_cli
 from fixtures_models import trained_artifact
@@ -187,13 +192,32 @@ def test_calibration_for_another_contract_is_refused(model_onnx: Path, holdout_d
 
 def test_fp16_parity(model_onnx: Path, holdout_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "mbf_fp16.onnx"
-    run_cli("calibrate", "fp16", model_onnx, "--holdout", holdout_dir, "-o", out, "--holdout-max", str(HOLDOUT_MAX))
+    proc = run_cli("calibrate", "fp16", model_onnx, "--holdout", holdout_dir, "-o", out, "--holdout-max", str(HOLDOUT_MAX))
     model = onnx.load(str(out))
     assert graph_precision(model) == "fp16"
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # FP32 I/O kept
     report = json.loads((tmp_path / "mbf_fp16.report.json").read_text())
     assert report["guard"]["passed"] and report["guard"]["mean_cosine"] > 0.999
+    if not {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(onnxruntime.get_available_providers()):
+        assert "FP16 pays on GPUs" in " ".join(proc.stdout.split()) and "FP16 pays on GPUs" in report["speed_note"]
     assert (tmp_path / "mbf_fp16.roc.png").stat().st_size > 1000
+
+
+def test_ctrl_c_in_quantize_says_nothing_was_written(model_onnx: Path, collected: tuple[Path, str], holdout_dir: Path, tmp_path: Path) -> None:
+    """Ctrl-C used to end ``calibrate quantize`` with exit status 130 and nothing on the screen."""
+    out = tmp_path / "int8.onnx"
+    args = ["calibrate", "quantize", model_onnx, "--calib", collected[0], "--holdout", holdout_dir, "-o", out, *FAST]
+    proc = subprocess.Popen([sys.executable, "-m", "coreface_edge", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    try:
+        assert proc.stdout.readline().startswith(">"), proc.stderr.read()  # the first step has started
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert f"interrupted: nothing was written: {out} and its report appear only when the run completes" in " ".join(err.split())
+    assert not out.exists() and not list(tmp_path.iterdir())
 
 
 def test_quantizer_without_the_range_cache_gives_the_same_model(model_onnx: Path, parity_faces: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -192,6 +193,23 @@ def test_ctrl_c_in_a_step_stops_the_demo(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(KeyboardInterrupt):
         tour.run("align", ["data", "align", str(tmp_path / "photos"), str(tmp_path / "faces")], optional=True)
     assert tour.steps == []
+
+
+def test_ctrl_c_says_what_the_demo_kept(tmp_path: Path):
+    """Ctrl-C used to end the demo with exit status 130 and nothing on the screen."""
+    proc = subprocess.Popen([sys.executable, "-m", "coreface_edge", "demo", "-o", "out"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    try:
+        for line in proc.stdout:
+            if "export" in line:  # the first command is running
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted: the steps that finished are in out (each command's output in out/logs); coreface-edge demo -o out starts it again" in " ".join(err.split())
+    assert (tmp_path / "out" / "logs").is_dir()
 
 
 def test_demo_runs_without_torch_from_the_packaged_export(tmp_path: Path):

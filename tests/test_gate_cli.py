@@ -3,6 +3,7 @@ MobileFaceNet ONNX, real gallery/audit SQLite files, real subprocesses (kill -9,
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -99,9 +100,86 @@ def test_gate_over_a_folder_decides_every_photo_against_ground_truth(site: dict[
     assert all(r[4] for r in rows) and run[0] == len(face_photos) and run[1] is not None
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["event"] == "summary" and summary["frames"] == len(face_photos) and summary["faces_low_quality"] == 1
-    assert summary["faces_detected"] == summary["faces_judged"] + summary["faces_low_quality"] + summary["faces_not_examined"]
+    assert summary["faces_detected"] == summary["faces_judged"] + summary["faces_low_quality"] + summary["faces_below_accept"] + summary["faces_not_examined"]
     assert summary["decisions"] == {k: sum(d["decision"] == k for d in got.values()) for k in ("accept", "reject", "unknown")}
     assert set(summary["latency_ms"]) == {"detect", "align", "embed", "match", "read", "total"}
+
+
+def test_a_corrupt_file_is_a_counted_bad_frame_and_every_face_held_back_has_a_line(site: dict[str, Path], face_photos: list[Path], tmp_path: Path):
+    """Newcomer review: a folder of 4 files, one corrupt, gave "frames 3" and "bad_frames 0" after a
+    bad_frame event; the face the quality gate dropped (the profile photo) had no line at all."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    profile = next(p for p in face_photos if "profile" in p.name)
+    for photo in (face_photos[0], profile, face_photos[3]):
+        shutil.copy(photo, folder / photo.name)
+    (folder / "zz_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole JPEG")
+    out = invoke("gate", folder, "--model", site["model"], "--gallery", site["gallery"], "--threshold", SITE_THRESHOLD,
+                 "--audit", tmp_path / "a.db", *PHOTO_GATE)  # fmt: skip
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    summary = lines[-1]
+    assert (summary["event"], summary["frames"], summary["bad_frames"]) == ("summary", 4, 1)
+    assert [e["detail"] for e in lines if e.get("event") == "bad_frame"] == ["frame zz_corrupt.jpg: unreadable image (truncated JPEG (no end-of-image marker))"]
+    held_back = [e for e in lines if e.get("event") == "not_judged"]
+    assert [e["frame"] for e in held_back] == [profile.name] and held_back[0]["problems"] == ["face the camera"]
+    assert held_back[0]["quality"]["frontal"] < 0.5 and len(held_back[0]["box"]) == 4
+    assert sorted(d["frame"] for d in decisions(out)) == sorted([face_photos[0].name, face_photos[3].name])
+    with AuditLog(tmp_path / "a.db", create=False) as log:
+        assert log.rows("SELECT frames FROM runs")[0][0] == 4
+
+
+def test_enroll_refuses_a_truncated_jpeg(site: dict[str, Path], face_photos: list[Path], tmp_path: Path):
+    """A photo cut short by a failed copy decodes in OpenCV (grey rows below the cut) and used to be
+    enrolled; it must be skipped as unreadable, like any corrupt file."""
+    folder = tmp_path / "dan"
+    folder.mkdir()
+    shutil.copy(face_photos[0], folder / "whole.jpg")
+    data = face_photos[1].read_bytes()
+    (folder / "cut.jpg").write_bytes(data[: int(len(data) * 0.6)])
+    out = " ".join(invoke("enroll", "--model", site["model"], "--gallery", tmp_path / "g.db", "--name", "dan", "--images", folder).split())
+    assert "skipped cut.jpg: unreadable image (truncated JPEG (no end-of-image marker))" in out
+    with Gallery(tmp_path / "g.db") as g:
+        assert [r["source"] for r in g.embeddings_of(g.find("dan").id)] == ["whole.jpg"]
+
+
+def _read_only(path: Path) -> None:
+    """Make ``path`` unwritable even for root (chattr +i where chmod is not enough); skip if impossible."""
+    path.chmod(0o444)
+    try:
+        with open(path, "ab"):
+            pass
+    except PermissionError:
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a file read-only here (root without chattr +i)")
+
+
+def test_enroll_into_a_read_only_gallery_fails_before_any_photo(site: dict[str, Path], tmp_path: Path):
+    gallery = tmp_path / "ro.db"
+    shutil.copy(site["gallery"], gallery)
+    before = gallery.read_bytes()
+    _read_only(gallery)
+    try:
+        enroll = ("enroll", "--gallery", gallery, "--name", "eve", "--images", site["root"] / "enroll" / "ann")
+        # checked before the model is even opened: a missing model is not what it complains about
+        with pytest.raises(CorefaceError, match="ro.db: cannot open the database for writing"):
+            invoke(*enroll, "--model", tmp_path / "no-such-model.onnx")
+        with pytest.raises(CorefaceError, match="ro.db: cannot open the database for writing"):
+            invoke(*enroll, "--model", site["model"])
+    finally:
+        subprocess.run(["chattr", "-i", str(gallery)], capture_output=True)
+        gallery.chmod(0o644)
+    assert gallery.read_bytes() == before
+
+
+def test_tensorrt_backend_on_an_onnx_says_an_engine_is_needed(site: dict[str, Path], tmp_path: Path):
+    with pytest.raises(CorefaceError) as err:
+        invoke("gate", site["queries"], "--model", site["model"], "--backend", "tensorrt", "--gallery", site["gallery"], "--audit", tmp_path / "a.db")
+    message = str(err.value)
+    assert "runs a TensorRT engine (.engine/.plan), not a .onnx model" in message and "coreface-edge build" in message
+    if importlib.util.find_spec("tensorrt") is None:
+        assert "TensorRT (not installed here" in message
+    assert "sidecar" not in message and not (tmp_path / "a.db").exists()
 
 
 def test_badge_mode_is_one_to_one(site: dict[str, Path]):

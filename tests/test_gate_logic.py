@@ -372,14 +372,20 @@ def test_source_kinds_and_csi_pipeline(tmp_path: Path):
         open_source(str(tmp_path))
 
 
-def test_folder_source_skips_a_bad_image_and_goes_on(tmp_path: Path, face_photos: list[Path]):
+def test_folder_source_marks_unreadable_and_truncated_images(tmp_path: Path, face_photos: list[Path]):
+    """Every file is a frame, so the gate counts it; one that cannot be used carries its problem.
+    A JPEG cut short by a failed copy decodes in OpenCV (grey rows) but is refused."""
     for k, photo in enumerate(face_photos[:3]):
         (tmp_path / f"{k}_{photo.name}").write_bytes(photo.read_bytes())
-    (tmp_path / "1b_broken.jpg").write_bytes(b"\xff\xd8 truncated")
-    bad: list[str] = []
-    frames = list(folder_frames(folder_images(tmp_path), lambda name, why: bad.append(name)))
-    assert [f.name for f in frames] == sorted(p.name for p in tmp_path.iterdir() if p.name != "1b_broken.jpg")
-    assert bad == ["1b_broken.jpg"] and all(f.image.ndim == 3 for f in frames)
+    (tmp_path / "1b_broken.jpg").write_bytes(b"\xff\xd8 garbage")
+    whole = face_photos[0].read_bytes()
+    (tmp_path / "1c_cut.jpg").write_bytes(whole[: len(whole) // 2])
+    assert cv2.imread(str(tmp_path / "1c_cut.jpg")) is not None  # what the gate used to take as a whole photo
+    frames = list(folder_frames(folder_images(tmp_path)))
+    assert [f.name for f in frames] == sorted(p.name for p in tmp_path.iterdir())
+    problems = {f.name: f.problem for f in frames if f.problem}
+    assert sorted(problems) == ["1b_broken.jpg", "1c_cut.jpg"] and "truncated JPEG" in problems["1c_cut.jpg"]
+    assert all(f.image.ndim == 3 for f in frames if not f.problem) and all(f.image is None for f in frames if f.problem)
 
 
 class FlakyVideo:
@@ -475,7 +481,7 @@ def test_small_faces_get_their_landmarks_from_the_full_frame(face_photos: list[P
     assert len(coarse_err) == 5 and sum(refined_err) < 0.75 * sum(coarse_err)
 
 
-def test_enrollment_skips_a_photo_with_two_faces(face_photos: list[Path]):
+def test_enrollment_skips_a_photo_with_two_faces(face_photos: list[Path], tmp_path: Path):
     from coreface_edge.face.detector import YuNetDetector
     from coreface_edge.gate.enroll import from_images
     from coreface_edge.gate.pipeline import FULL_RESOLUTION, FaceFrontEnd
@@ -483,9 +489,10 @@ def test_enrollment_skips_a_photo_with_two_faces(face_photos: list[Path]):
     one, two = (cv2.imread(str(p)) for p in (face_photos[3], face_photos[5]))  # CFP 402 and 403, frontal
     one, two = (cv2.resize(x, (round(x.shape[1] * 300 / x.shape[0]), 300)) for x in (one, two))
     pair = np.hstack([one, two])
-    images = {"alone.jpg": one, "pair.jpg": pair}
+    for name, image in {"alone.jpg": one, "pair.jpg": pair}.items():
+        cv2.imwrite(str(tmp_path / name), image)
     front = FaceFrontEnd(YuNetDetector(), embed=lambda crops: crops, detect_side=FULL_RESOLUTION)  # as enroll does
-    got = from_images(front, [Path(n) for n in images], lambda p: images[p.name], lambda: None)
+    got = from_images(front, [tmp_path / "alone.jpg", tmp_path / "pair.jpg"], lambda: None)
     assert got.sources == ["alone.jpg"] and got.skipped == [("pair.jpg", "2 faces: only the person to enroll may be in view")]
 
 
@@ -557,3 +564,41 @@ def test_a_bad_frame_is_counted_and_the_loop_goes_on(tmp_path: Path, face_photos
     assert stats.frames == 2 and stats.bad_frames == 1 and stats.stopped_by == "end of source"
     assert events[0]["event"] == "bad_frame" and "frame empty" in events[0]["detail"]
     assert stored == [("good", ACCEPT)] and events[1]["decision"] == ACCEPT
+
+
+def test_a_face_below_the_accept_minimum_is_logged_but_never_judged(tmp_path: Path, face_photos: list[Path]):
+    """Real photo, real YuNet and ONNX Runtime: with the enrolled face itself (score ~1) the gate
+    accepts; once the accept minimum asks for more eye distance than the face has, the same frame
+    gives no decision, only a ``not_judged`` line, and nothing is embedded."""
+    import json
+
+    from coreface_edge.face.detector import YuNetDetector
+    from coreface_edge.face.quality import AcceptMinimum
+    from coreface_edge.gate.actions import ActionRunner
+    from coreface_edge.gate.loop import BadgeReader, GateLoop
+    from coreface_edge.gate.pipeline import FULL_RESOLUTION, FaceFrontEnd
+    from coreface_edge.gate.sources import Frame
+    from coreface_edge.pretrained import DEFAULT_MODEL, shipped_onnx_path
+    from coreface_edge.runtime import open_backend
+
+    backend = open_backend(shipped_onnx_path(DEFAULT_MODEL), threads=1)
+    image = cv2.imread(str(face_photos[0]))
+    enrolled = FaceFrontEnd(YuNetDetector(), backend.embed, detect_side=FULL_RESOLUTION).judge(image)
+    eyes = enrolled.qualities[0].size
+    with Gallery(tmp_path / "g.db", create=True) as g:
+        g.add_person("ann", enrolled.embeddings, "m")
+        matrix = g.matrix("m")
+    results = {}
+    for label, minimum in (("judged", AcceptMinimum(eyes - 5)), ("held back", AcceptMinimum(eyes + 5))):
+        lines: list[str] = []
+        front = FaceFrontEnd(YuNetDetector(), backend.embed, accept=minimum)
+        loop = GateLoop(front, Matcher(matrix), Decider(VotingPolicy(0.99, 1, 1, 0.0)), None, ActionRunner([], print),
+                        BadgeReader(None, None, print), "cam", emit=lines.append)  # fmt: skip
+        loop.run([Frame(0, 0.0, image, "f0")])
+        results[label] = ([json.loads(line) for line in lines], loop.stats)
+    (judged, stats), (held, held_stats) = results["judged"], results["held back"]
+    assert [(d["decision"], d["person"]) for d in judged] == [("accept", "ann")] and stats.faces_below_accept == 0
+    assert [e["event"] for e in held] == ["not_judged"] and held[0]["problems"][0].startswith("too small to judge")
+    assert (held_stats.faces_judged, held_stats.faces_below_accept, held_stats.faces_low_quality) == (0, 1, 0)
+    held_faces = FaceFrontEnd(YuNetDetector(), backend.embed, accept=AcceptMinimum(eyes + 5)).judge(image)
+    assert held_stats.decisions["accept"] == 0 and held_faces.below_accept == [True] and held_faces.embeddings is None

@@ -296,6 +296,28 @@ def test_kill_9_mid_epoch_then_resume_gives_the_same_losses(straight_run: Path, 
     np.testing.assert_allclose(losses(output), losses(straight_run), rtol=1e-5, atol=1e-5)
 
 
+def test_ctrl_c_says_which_checkpoint_is_kept_and_how_to_resume(tiny_faces: Path, tmp_path: Path) -> None:
+    """Ctrl-C used to end ``train`` with exit status 130 and nothing on the screen."""
+    output = tmp_path / "stopped"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("seed: 0\n")
+    args = [sys.executable, "-m", "coreface_edge", "train", str(cfg), f"data.root={tiny_faces}", f"output={output}", *TINY, "checkpoint_every=2"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and not (output / CHECKPOINT_NAME).is_file():
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    kept = load_checkpoint(output / CHECKPOINT_NAME)
+    assert proc.returncode == 130, err
+    assert f"interrupted: the last checkpoint {output / CHECKPOINT_NAME} (epoch {kept['epoch']}, step {kept['step']}) is kept" in err
+    assert f"go on from it with: coreface-edge train {cfg} data.root={tiny_faces}" in err and err.rstrip().endswith("--resume")
+
+
 def test_checkpoints_with_a_float_margin_still_load(straight_run: Path, tiny_faces: Path) -> None:
     """Checkpoints written before the adaptive margin became a device buffer hold a plain float."""
     from coreface_edge.models import build_backbone

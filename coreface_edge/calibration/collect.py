@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from ..errors import CorefaceError
+from ..images import UnreadableImage, read_image
 from ..face import FaceDetector, align_faces, measure_quality
 from ..face.detector import detect_downscaled
 from ..face.quality import QualityThresholds
@@ -43,7 +44,10 @@ class Source:
         if self.video is None:
             for i, path in enumerate(self.images):
                 if i % step == 0:
-                    yield i, cv2.imread(str(path), cv2.IMREAD_COLOR)
+                    try:
+                        yield i, read_image(path)
+                    except UnreadableImage:  # truncated or corrupt: counted as unreadable
+                        yield i, None
             return
         cap = cv2.VideoCapture(str(self.video))
         if not cap.isOpened():

@@ -110,12 +110,14 @@ def quantize_command(
     far: float = typer.Option(1e-3, help="Guard: FAR of the TAR@FAR check."),
 ) -> None:
     """INT8 static quantization (ONNX Runtime, Q/DQ) with an accuracy guard on held-out real faces."""
+    from ..interrupted import say_what_was_kept
     from .guard import Tolerance
     from .pipeline import QuantizeOptions, run_quantize
 
     out = out or model.with_name(f"{model.stem}_int8_{target}.onnx")
     options = QuantizeOptions(target, method, precision, auto_exclude, max_excluded, threads=threads, holdout_max=holdout_max, speed_iterations=speed_iterations, tolerance=Tolerance(max_tar_drop, min_cosine, far))
-    _print_result(run_quantize(model, calib, holdout, out, options, _steps()))
+    with say_what_was_kept(lambda: f"nothing was written: {out} and its report appear only when the run completes, and {model} is unchanged; run the same command again"):
+        _print_result(run_quantize(model, calib, holdout, out, options, _steps()))
 
 
 def fp16_command(

@@ -51,7 +51,7 @@ def align_person_folders(root: Path, out: Path, advance: Callable[[], None] = la
     summary = AlignedFolder()
     for folder in person_folders(root):
         files = folder_images(folder)
-        got = from_images(front, files, lambda p: cv2.imread(str(p), cv2.IMREAD_COLOR), advance)
+        got = from_images(front, files, advance)
         written: dict[str, str] = {}  # crop name -> the photo it came from
         for crop, source in zip(got.crops, got.sources):
             name = Path(source).stem + ".jpg"

@@ -56,6 +56,30 @@ class QualityThresholds:
         return found
 
 
+@dataclass(frozen=True)
+class AcceptMinimum:
+    """What a face must show before the gate judges it for a decision, above the quality gate.
+
+    The quality gate decides what is detected and tracked (and what enrollment takes); a face
+    that passes it but is smaller or more turned than this is shown and logged but never
+    embedded, voted on or accepted: far faces match strangers more often than the threshold's
+    FAR promises (docs/benchmarks.md, "Minimum face for an accept"). ``min_size`` is the eye
+    distance in frame pixels (a face box is about 2.2x as wide).
+    """
+
+    min_size: float = 22.0
+    min_frontal: float = 0.5
+
+    def problems(self, q: FaceQuality) -> list[str]:
+        """Why ``q`` may not be judged for an accept; empty when it may."""
+        found = []
+        if q.size < self.min_size:
+            found.append(f"too small to judge (eyes {q.size:.0f} px apart, {self.min_size:g} needed)")
+        if q.frontal < self.min_frontal:
+            found.append(f"too turned to judge (frontal {q.frontal:.2f}, {self.min_frontal:g} needed)")
+        return found
+
+
 def frontal_score(landmarks: np.ndarray) -> float:
     """Symmetry of the nose between the eyes and between the mouth corners, in [0, 1].
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
@@ -24,11 +25,11 @@ def _model_options(threads: Optional[int]) -> dict[str, Any]:
     return {} if threads is None else {"threads": threads}
 
 
-def _front_end(embedder: Any, max_faces: int, detect_side: Optional[int], refine: bool = True) -> Any:
+def _front_end(embedder: Any, max_faces: int, detect_side: Optional[int], refine: bool = True, accept: Any = None) -> Any:
     from ..face.detector import YuNetDetector
     from .pipeline import FaceFrontEnd
 
-    return FaceFrontEnd(YuNetDetector(), embedder, max_faces=max_faces, detect_side=detect_side, refine=refine)
+    return FaceFrontEnd(YuNetDetector(), embedder, max_faces=max_faces, detect_side=detect_side, refine=refine, accept=accept)
 
 
 def _time(t: float) -> str:
@@ -53,7 +54,6 @@ def enroll_command(
     threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime: intra-op threads."),
 ) -> None:
     """Enroll one person from a photo folder or live from a camera."""
-    import cv2
     import numpy as np
 
     from ..profiling.progress import advancer, progress_bar
@@ -69,6 +69,7 @@ def enroll_command(
     console = Console(stderr=True)
     with Gallery(gallery, create=True) as store:
         store.check_new_person(name, badge)  # before any photo is processed
+        store.check_writable()
         embedder, fingerprint = open_model(model, backend, **_model_options(threads))
         if store.model is not None and store.model != fingerprint:
             raise model_mismatch(gallery, store.model, fingerprint)
@@ -79,7 +80,7 @@ def enroll_command(
                     raise CorefaceError(f"{images}: not a folder of photos")
                 files = folder_images(images)
                 advance = advancer(progress, progress.add_task(f"enrolling {name}", total=len(files)))
-                got = from_images(front, files, lambda p: cv2.imread(str(p), cv2.IMREAD_COLOR), lambda: advance(1))
+                got = from_images(front, files, lambda: advance(1))
             else:
                 source = open_source(camera).frames
                 advance = advancer(progress, progress.add_task(f"enrolling {name}: look at the camera", total=frames))
@@ -201,11 +202,14 @@ def gate_command(
     profile: bool = typer.Option(False, "--profile", help="Print per-stage latency p50/p99 and FPS at the end."),
     max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many frames."),
     detect_side: Optional[int] = typer.Option(None, min=64, help="Detect on a view no larger than this (longest side) [default: from the frame size and the smallest face the quality gate accepts: 320 for 640x480, 768 for 1080p]."),
+    accept_min_eyes: Optional[float] = typer.Option(None, min=0.0, help="Faces with eyes closer than this (frame px; a face is ~2.2x as wide) are logged ('not_judged') but never judged, so never accepted: far faces match strangers more often than the threshold promises (docs/benchmarks.md, 'Minimum face for an accept'); 0 judges every face the quality gate passes [default: 22]."),
+    accept_min_frontal: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Likewise for faces more turned than this frontal score (1 = frontal) [default: 0.5]."),
     refine_landmarks: bool = typer.Option(True, "--refine-landmarks/--no-refine-landmarks", help="Faces small in the detector's view (< 64 px) get their landmarks from a second, full-resolution detection: better scores for far faces, a few ms per such face."),
     backend: Optional[str] = typer.Option(None, help="Force a backend: onnxruntime, tensorrt or torch."),
     threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime: intra-op threads."),
 ) -> None:
     """Run the gate: decisions as JSON lines on stdout, every decision in the audit log."""
+    from ..face.quality import AcceptMinimum
     from ..profiling.progress import advancer, progress_bar
     from .actions import ActionRunner, CommandAction, GpioPulse
     from .audit import AuditLog
@@ -220,6 +224,10 @@ def gate_command(
         raise CorefaceError("gate: give --badge or --badge-command, not both")
     if vote_k > vote_n:
         raise CorefaceError(f"--vote-k {vote_k} is larger than --vote-n {vote_n}")
+    accept_minimum = AcceptMinimum(
+        AcceptMinimum.min_size if accept_min_eyes is None else accept_min_eyes,
+        AcceptMinimum.min_frontal if accept_min_frontal is None else accept_min_frontal,
+    )
     console = Console(stderr=True)
     with contextlib.closing(GalleryWatcher(gallery)) as watcher:  # reloaded when the file changes; a bad file is refused first
         embedder, fingerprint = open_model(model, backend, **_model_options(threads))
@@ -240,7 +248,7 @@ def gate_command(
         opened = open_source(source, on_event=announce)
         with AuditLog(audit) as log, progress_bar(console) as progress:
             loop = GateLoop(
-                front=_front_end(embedder.embed, max_faces, detect_side, refine_landmarks),
+                front=_front_end(embedder.embed, max_faces, detect_side, refine_landmarks, accept_minimum),
                 matcher=Matcher(matrix),
                 decider=Decider(VotingPolicy(accept_at, vote_k, vote_n, cooldown, reject_margin)),
                 audit=log,
@@ -254,11 +262,13 @@ def gate_command(
             )
             log.start_run(camera, fingerprint, accept_at, {
                 "source": source, "kind": opened.kind, "model": str(model), "threshold_from": origin, "vote": [vote_k, vote_n],
-                "cooldown_s": cooldown, "reject_margin": reject_margin, "max_faces": max_faces, "mode": "1:1" if badge or badge_command else "1:N",
+                "cooldown_s": cooldown, "reject_margin": reject_margin, "max_faces": max_faces,
+                "accept_minimum": asdict(accept_minimum), "mode": "1:1" if badge or badge_command else "1:N",
                 "people": len(matrix), "matcher": loop.matcher.engine, "backend": embedder.info(),
             })  # fmt: skip
             console.print(f"gate on {camera} ({opened.kind}): {len(matrix)} people, threshold {accept_at:.4f} from {origin}, "
-                          f"reject from {accept_at - reject_margin:.4f}, vote {vote_k}/{vote_n}, audit {audit}", highlight=False)  # fmt: skip
+                          f"reject from {accept_at - reject_margin:.4f}, vote {vote_k}/{vote_n}, judging faces with eyes >= {accept_minimum.min_size:g} px apart, "
+                          f"audit {audit}", highlight=False)  # fmt: skip
             if stored is not None:
                 _warn_weak_model(console, stored.tar, stored.far_target)
             if stored is not None and not (badge or badge_command):
@@ -322,6 +332,7 @@ def _print_summary(console: Console, summary: dict[str, Any], profile: bool) -> 
     table.add_column("value", justify="right")
     rows = {"frames": "frames", "fps": "frames per second", "cpu_ms_per_frame": "CPU ms per frame (all threads)",
             "faces_detected": "faces detected", "faces_judged": "faces judged", "faces_low_quality": "faces below the quality gate",
+            "faces_below_accept": "faces too small / turned to judge (accept minimum)",
             "faces_not_examined": "faces beyond --max-faces (not examined)",
             "bad_frames": "bad frames (skipped)"}  # fmt: skip
     for key, label in rows.items():

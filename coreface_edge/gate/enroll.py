@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import CorefaceError
+from ..images import UnreadableImage, read_image
 from .gallery import Gallery
 from .matcher import Matcher
 from .pipeline import FaceFrontEnd
@@ -45,12 +46,15 @@ class Collected:
         return []
 
 
-def from_images(front: FaceFrontEnd, files: list[Path], read: Callable[[Path], np.ndarray | None], advance: Callable[[], None]) -> Collected:
-    """The best face of every image file; unreadable / faceless / poor images are listed as skipped."""
+def from_images(front: FaceFrontEnd, files: list[Path], advance: Callable[[], None]) -> Collected:
+    """The best face of every image file; unreadable (truncated included) / faceless / poor images
+    are listed as skipped."""
     got = Collected()
     for path in files:
-        image = read(path)
-        problems = ["unreadable image"] if image is None else got.add(front, image, path.name)
+        try:
+            problems = got.add(front, read_image(path), path.name)
+        except UnreadableImage as exc:
+            problems = [exc.reason]
         if problems:
             got.skipped.append((path.name, ", ".join(problems)))
         advance()
@@ -77,7 +81,7 @@ def from_camera(
             break
         if now - last_taken < min_interval_s:
             continue
-        problems = got.add(front, frame.image, f"frame {frame.name}")
+        problems = [frame.problem] if frame.problem else got.add(front, frame.image, f"frame {frame.name}")
         advice = ", ".join(problems) if problems else "hold still"
         if advice != last_advice:
             guide(advice)

@@ -169,6 +169,12 @@ class Gallery:
         """
         _refuse_clash(self.path, self._query("SELECT name, badge FROM persons"), name, badge)
 
+    def check_writable(self) -> None:
+        """Refuse (one line) a gallery this process may read but not write (a read-only file or
+        folder), before any work is done for a change to it: a write that changes nothing."""
+        with db.transaction(self.conn, self.path) as conn:
+            conn.execute("DELETE FROM settings WHERE 0")
+
     def embeddings_of(self, person_id: int) -> list[dict[str, Any]]:
         rows = self._query(
             "SELECT e.id, e.model, e.quality, e.source, e.created, c.jpeg IS NOT NULL FROM embeddings e "

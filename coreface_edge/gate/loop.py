@@ -74,6 +74,7 @@ class GateStats:
     faces_judged: int = 0
     faces_not_examined: int = 0  # detected beyond --max-faces (smaller / less central)
     faces_low_quality: int = 0
+    faces_below_accept: int = 0  # passed the quality gate, but smaller or more turned than the accept minimum
     decisions: Counter = field(default_factory=Counter)
     latency: dict[str, deque] = field(default_factory=lambda: {s: deque(maxlen=LATENCY_WINDOW) for s in (*STAGES, "read", "total")})
     started: float = field(default_factory=time.perf_counter)
@@ -105,6 +106,7 @@ class GateStats:
             "faces_judged": self.faces_judged,
             "faces_not_examined": self.faces_not_examined,
             "faces_low_quality": self.faces_low_quality,
+            "faces_below_accept": self.faces_below_accept,
             "decisions": {k: self.decisions[k] for k in (ACCEPT, REJECT, UNKNOWN)},
             "bad_frames": self.bad_frames,
             "stopped_by": self.stopped_by,
@@ -164,11 +166,14 @@ class GateLoop:
         preview: bool = False,
         gallery: GalleryWatcher | None = None,
         reload_every_s: float = RELOAD_EVERY_S,
+        on_decision: Callable[[int, Event], None] | None = None,
     ) -> None:
         """``gallery``: reloaded when its file changes (checked every ``reload_every_s``), so a
-        person removed while the gate runs is no longer accepted."""
+        person removed while the gate runs is no longer accepted. ``on_decision(id, event)``:
+        called with each decision once it is logged and announced (the Python API's callback)."""
         self.front, self.matcher, self.decider, self.audit = front, matcher, decider, audit
         self.actions, self.badges, self.camera, self.emit = actions, badges, camera, emit
+        self.on_decision = on_decision
         self.snapshots, self.preview = snapshots, preview
         self.gallery, self.reload_every_s, self._gallery_checked = gallery, reload_every_s, time.monotonic()
         self.stats = GateStats()
@@ -193,7 +198,9 @@ class GateLoop:
         ok = faces.ok
         self.stats.faces_detected += faces.n_detected
         self.stats.faces_judged += len(ok)
-        self.stats.faces_low_quality += len(faces.problems) - len(ok)
+        below = sum(faces.below_accept)
+        self.stats.faces_below_accept += below
+        self.stats.faces_low_quality += len(faces.problems) - len(ok) - below
         self.stats.faces_not_examined += faces.n_detected - len(faces.problems)
         t0 = now = time.perf_counter()  # monotonic: votes and cooldowns ignore wall-clock jumps (NTP)
         person, badge = self._claimed_person(now) if ok else (None, None)
@@ -211,10 +218,20 @@ class GateLoop:
         faces.timings["total"] = sum(faces.timings[s] for s in STAGES)
         for stage, ms in faces.timings.items():
             self.stats.latency[stage].append(ms)
+        self._not_judged(frame, faces)
         ids = [self._record(frame, faces, ok[d.face], d, badge) for d in decisions]
         if self.preview:
             self._show(frame.image, faces, observations)
         return ids
+
+    def _not_judged(self, frame: Frame, faces: Faces) -> None:
+        """One ``not_judged`` line per face that the quality gate or the accept minimum held back."""
+        for k, problems in enumerate(faces.problems):
+            if problems:
+                self.emit(json.dumps({
+                    "event": "not_judged", "time": round(frame.time, 3), "camera": self.camera, "frame": frame.name,
+                    "box": [round(float(v), 1) for v in faces.boxes[k]], "problems": problems, "quality": faces.qualities[k].as_dict(),
+                }))  # fmt: skip
 
     def _record(self, frame: Frame, faces: Faces, k: int, d: Decision, badge: str | None) -> int:
         matrix = self.matcher.matrix
@@ -242,6 +259,8 @@ class GateLoop:
             self._next_id += 1
         self.stats.decisions[d.kind] += 1
         self.emit(event.as_json(event_id))
+        if self.on_decision is not None:
+            self.on_decision(event_id, event)
         if d.kind == ACCEPT:
             self.actions.submit(
                 {
@@ -295,6 +314,37 @@ class GateLoop:
         if outcomes and self.audit is not None:
             self.audit.record_actions(outcomes)
 
+    def feed(self, frame: Frame) -> list[int]:
+        """One frame as the run loop takes it: counted; the gallery reloaded if its file changed;
+        a frame that cannot be read or processed is a ``bad_frame`` event, never a stop (except
+        an audit log that cannot be written). Returns the ids of the decisions it produced."""
+        stats = self.stats
+        stats.frames += 1
+        ids: list[int] = []
+        if frame.problem:  # a folder's unreadable file: a frame that could not be used
+            stats.bad_frames += 1
+            self.event("bad_frame", f"frame {frame.name}: {frame.problem}")
+            return ids
+        self._reload_gallery()  # before judging: a change made while waiting for this frame applies to it
+        try:
+            ids = self.step(frame)
+        except CorefaceError:
+            raise  # the audit log cannot be written: stop rather than run unlogged
+        except Exception as exc:  # noqa: BLE001 - one bad frame must never stop the gate
+            stats.bad_frames += 1
+            self.event("bad_frame", f"frame {frame.name}: {type(exc).__name__}: {str(exc).strip()[:200]}")
+        self._record_actions()
+        if self.audit is not None and stats.frames % CHECKPOINT_FRAMES == 0:
+            self.audit.update_frames(stats.frames)
+        return ids
+
+    def finish(self) -> None:
+        """Let the door actions finish, log their outcomes and close the run in the audit log."""
+        self.actions.close()
+        self._record_actions()
+        if self.audit is not None:
+            self.audit.finish_run(self.stats.frames)
+
     def run(self, frames: Iterable[Frame], max_frames: int | None = None) -> GateStats:
         """Run until the source ends, ``max_frames``, a signal, or 'q' in the preview."""
         stats = self.stats
@@ -311,18 +361,7 @@ class GateLoop:
                     if frame is None:
                         break
                     stats.latency["read"].append((time.perf_counter() - t0) * 1e3)
-                    stats.frames += 1
-                    self._reload_gallery()  # before judging: a change made while waiting for this frame applies to it
-                    try:
-                        self.step(frame)
-                    except CorefaceError:
-                        raise  # the audit log cannot be written: stop rather than run unlogged
-                    except Exception as exc:  # noqa: BLE001 - one bad frame must never stop the gate
-                        stats.bad_frames += 1
-                        self.event("bad_frame", f"frame {frame.name}: {type(exc).__name__}: {str(exc).strip()[:200]}")
-                    self._record_actions()
-                    if self.audit is not None and stats.frames % CHECKPOINT_FRAMES == 0:
-                        self.audit.update_frames(stats.frames)
+                    self.feed(frame)
                     if stop.reason:
                         stats.stopped_by = stop.reason
                         break
@@ -333,10 +372,7 @@ class GateLoop:
             except KeyboardInterrupt:
                 stats.stopped_by = "preview closed" if self.preview else "SIGINT"
             finally:
-                self.actions.close()
-                self._record_actions()
-                if self.audit is not None:
-                    self.audit.finish_run(stats.frames)
+                self.finish()
                 if self.preview:
                     cv2.destroyAllWindows()
         return stats

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..face.alignment import align_faces
 from ..face.detector import FaceDetector, detect_downscaled, refine_landmarks
-from ..face.quality import FaceQuality, QualityThresholds, measure_quality
+from ..face.quality import AcceptMinimum, FaceQuality, QualityThresholds, measure_quality
 from ..runtime.base import Embedder
 
 STAGES = ("detect", "align", "embed", "match")
@@ -40,8 +40,9 @@ class Faces:
     """The faces judged in one frame, best first (largest / most central).
 
     boxes (K, 4) x,y,w,h and landmarks (K, 5, 2) in frame pixels; crops (K, 112, 112, 3);
-    qualities/problems per face; ``ok`` marks the faces that passed the quality gate;
-    embeddings (number of ok faces, D), in the order of the ok faces.
+    qualities/problems per face; ``ok`` marks the faces without problems (the quality gate's,
+    then the accept minimum's); ``below_accept`` the faces that passed the quality gate but
+    not the accept minimum; embeddings (number of ok faces, D), in the order of the ok faces.
     """
 
     boxes: np.ndarray
@@ -50,6 +51,7 @@ class Faces:
     qualities: list[FaceQuality]
     problems: list[list[str]]
     n_detected: int
+    below_accept: list[bool] = field(default_factory=list)
     embeddings: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
 
@@ -69,13 +71,15 @@ class FaceFrontEnd:
         max_faces: int = 1,
         detect_side: int | None = None,
         refine: bool = True,
+        accept: AcceptMinimum | None = None,
     ) -> None:
         """``detect_side``: longest side of the detector's view; None picks it per frame size
         (:func:`auto_detect_side`): 320 for 640x480, 768 for 1080p. ``refine``: faces small in
         that view get their landmarks from a second, full-resolution detection
         (:func:`refine_landmarks`). ``embed`` None: a front end that only finds and aligns faces
-        (``faces``), for preparing data."""
-        self.detector, self.embed_fn, self.quality = detector, embed, quality
+        (``faces``), for preparing data. ``accept``: the gate's minimum for judging a face, on
+        top of ``quality`` (None: every face that passes the quality gate is judged)."""
+        self.detector, self.embed_fn, self.quality, self.accept = detector, embed, quality, accept
         self.max_faces, self.detect_side, self.refine = max_faces, detect_side, refine
 
     def faces(self, image: np.ndarray) -> Faces:
@@ -90,14 +94,21 @@ class FaceFrontEnd:
         t1 = time.perf_counter()
         crops = align_faces(image, chosen.landmarks)
         qualities = [measure_quality(crop, lm) for crop, lm in zip(crops, chosen.landmarks)]
+        problems, below = [], []
+        for q in qualities:
+            poor = self.quality.problems(q)
+            late = [] if poor or self.accept is None else self.accept.problems(q)
+            problems.append(poor or late)
+            below.append(bool(late))
         t2 = time.perf_counter()
         return Faces(
             boxes=chosen.boxes,
             landmarks=chosen.landmarks,
             crops=crops,
             qualities=qualities,
-            problems=[self.quality.problems(q) for q in qualities],
+            problems=problems,
             n_detected=len(found),
+            below_accept=below,
             timings={"detect": (t1 - t0) * 1e3, "align": (t2 - t1) * 1e3},
         )
 

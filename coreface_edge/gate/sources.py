@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from ..errors import CorefaceError
+from ..images import UnreadableImage, read_image
 
 # The gate reports an unreachable stream itself, in one line; FFmpeg's own log would add noise.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -42,8 +43,9 @@ STREAM_TIMEOUTS_SINCE = (4, 5, 4)
 class Frame:
     index: int
     time: float  # time.time() when the frame was read
-    image: np.ndarray  # BGR (H, W, 3), as decoded: never copied by the source
+    image: np.ndarray | None  # BGR (H, W, 3), as decoded: never copied by the source; None when ``problem``
     name: str  # file name for folder sources, else the frame index
+    problem: str | None = None  # why this frame (a folder's image file) could not be read
 
 
 class Capture(Protocol):
@@ -183,14 +185,14 @@ def folder_images(folder: Path) -> list[Path]:
     return files
 
 
-def folder_frames(files: list[Path], on_bad: Callable[[str, str], None]) -> Iterator[Frame]:
-    """Images in the given order; an unreadable one is reported and skipped."""
+def folder_frames(files: list[Path]) -> Iterator[Frame]:
+    """Images in the given order; an unreadable one (truncated included) comes as a frame
+    without an image and with its ``problem``, so the consumer counts it."""
     for index, path in enumerate(files):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            on_bad(path.name, "unreadable image")
-            continue
-        yield Frame(index, time.time(), image, path.name)
+        try:
+            yield Frame(index, time.time(), read_image(path), path.name)
+        except UnreadableImage as exc:
+            yield Frame(index, time.time(), None, path.name, exc.reason)
 
 
 def open_checked(open_capture: Callable[[], Capture], label: str, kind: str, open_timeout_s: float | None = None) -> Capture:
@@ -302,7 +304,8 @@ def open_source(
     open_timeout_s: float = STREAM_OPEN_TIMEOUT_S,
     read_timeout_s: float = STREAM_READ_TIMEOUT_S,
 ) -> Source:
-    """Open a SOURCE spec now (errors surface here); ``on_event(kind, detail)`` hears drops and bad frames.
+    """Open a SOURCE spec now (errors surface here); ``on_event(kind, detail)`` hears a live
+    source drop and come back; a folder's unreadable files come as frames with a ``problem``.
 
     ``open_timeout_s`` / ``read_timeout_s`` bound each open and each read of a network stream.
     Nothing is announced through ``on_event`` before the first frame is asked for.
@@ -310,7 +313,7 @@ def open_source(
     kind = source_kind(spec)
     if kind == "folder":
         files = folder_images(Path(spec))
-        return Source(kind, folder_frames(files, lambda name, why: on_event("bad_frame", f"{name}: {why}")), len(files))
+        return Source(kind, folder_frames(files), len(files))
     if kind == "gstreamer":
         check_gstreamer(spec)
     timeouts = kind == "rtsp" and stream_timeouts_supported()

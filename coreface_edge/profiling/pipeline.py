@@ -170,6 +170,7 @@ def profile_pipeline(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the gate loop on ``source`` and return ``(rows, summary)`` for a pipeline report."""
     from ..face.detector import YuNetDetector
+    from ..face.quality import AcceptMinimum
     from ..gate.audit import AuditLog
     from ..gate.gallery import Gallery
     from ..gate.loop import BadgeReader, GateLoop
@@ -191,7 +192,7 @@ def profile_pipeline(
     threshold = options.threshold if options.threshold is not None else (stored.threshold if stored else 0.5)
     clock = StageClock()
     timer = FrameTimer(clock, options.warmup, advance)
-    front = FaceFrontEnd(YuNetDetector(), embedder.embed, max_faces=options.max_faces, detect_side=options.detect_side)
+    front = FaceFrontEnd(YuNetDetector(), embedder.embed, max_faces=options.max_faces, detect_side=options.detect_side, accept=AcceptMinimum())  # as the gate judges
     discard = lambda line: None  # noqa: E731 - decisions are formatted as the gate does, not printed
     with AuditLog(options.audit) as audit:
         loop = GateLoop(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import os
 from pathlib import Path
@@ -38,12 +39,23 @@ def open_backend(path: str | os.PathLike[str], backend: str | None = None, **opt
     name = backend_for(path, backend)
     if not path.is_file():
         raise CorefaceError(f"{path}: file not found")
+    if name == "tensorrt" and SUFFIXES.get(path.suffix.lower(), "tensorrt") != "tensorrt":
+        raise CorefaceError(f"{path}: {_engine_needed(path)}")
     cls = _backend_class(name)
     try:
         inspect.signature(cls).bind(path, **options)
     except TypeError as exc:
         raise CorefaceError(f"{path}: bad option for the {name} backend ({exc})") from None
     return cls(path, **options)
+
+
+def _engine_needed(path: Path) -> str:
+    """What to do when the TensorRT backend is given a model file that is not an engine."""
+    where = "here" if importlib.util.find_spec("tensorrt") else "on a machine with TensorRT (not installed here; JetPack brings it on a Jetson)"
+    return (
+        f"the tensorrt backend runs a TensorRT engine (.engine/.plan), not a {path.suffix} model: "
+        f"build one {where} with `coreface-edge build {path}`, or leave out --backend to run this file with {SUFFIXES[path.suffix.lower()]}"
+    )
 
 
 def _backend_class(name: str) -> type:

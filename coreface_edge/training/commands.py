@@ -16,13 +16,28 @@ def train_command(
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start the backbone from an arcface_torch checkpoint, a coreface-edge backbone.pt or a training last.pt."),
 ) -> None:
     """Train a face-embedding backbone (ArcFace / CoReFace); under torchrun, with DDP."""
+    from ..interrupted import say_what_was_kept
     from .config import load_config
     from .trainer import train
 
     extra = list(overrides or [])
     if init_from is not None:
         extra.append(f"model.init_from={init_from}")
-    train(load_config(config, extra), resume=resume, allow_config_change=allow_config_change)
+    cfg = load_config(config, extra)
+    with say_what_was_kept(lambda: _checkpoint_kept(Path(cfg.output))):
+        train(cfg, resume=resume, allow_config_change=allow_config_change)
+
+
+def _checkpoint_kept(output: Path) -> str:
+    """What an interrupted run leaves: its last checkpoint and the command that resumes it."""
+    from ..interrupted import this_command
+    from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+    path = output / CHECKPOINT_NAME
+    if not path.is_file():
+        return f"no checkpoint was written yet ({path}); nothing to resume, run the same command again to start over"
+    ckpt = load_checkpoint(path)
+    return f"the last checkpoint {path} (epoch {ckpt['epoch']}, step {ckpt['step']}) is kept; go on from it with: {this_command('--resume')}"
 
 
 def bench_command(
