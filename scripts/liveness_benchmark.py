@@ -9,6 +9,7 @@ frontal photos of each identity (coreface_edge.liveness.synthetic). Prints score
 BPCER / APCER per-frame at ``--threshold`` and over a threshold sweep, and the per-face cost.
 
     python scripts/liveness_benchmark.py --json liveness_benchmark.json
+    python scripts/liveness_benchmark.py --write-frames cfp_frames   # only write the CFP frames (for profile --pipeline)
 """
 
 from __future__ import annotations
@@ -70,7 +71,13 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=None, help="default: the shipped one")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--write-frames", type=Path, help="write the bona fide CFP frames as JPEGs (quality 95) to this folder and stop")
     args = parser.parse_args()
+    if args.write_frames:
+        args.write_frames.mkdir(parents=True, exist_ok=True)
+        for k, frame in enumerate(cfp_frames(args.shared / "data" / "cfp", args.photo_height)[0]):
+            cv2.imwrite(str(args.write_frames / f"frame_{k:04d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        return
     checker = open_liveness(None, args.threshold, threads=args.threads)
     t = checker.threshold
     cfp = args.shared / "data" / "cfp"

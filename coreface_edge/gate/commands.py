@@ -198,7 +198,7 @@ def gate_command(
     action_timeout: float = typer.Option(5.0, min=0.1, help="Seconds before an --on-accept command is killed (with its process group)."),
     action_max_age: float = typer.Option(MAX_AGE_S, min=0.0, help="An accept whose door action waited longer than this (s) is dropped: the person may have left."),
     gpio_pin: Optional[int] = typer.Option(None, help="Jetson GPIO pin (BOARD numbering) pulsed high on accept."),
-    liveness: str = typer.Option(LIVENESS_DEFAULT, help="Presentation-attack (liveness) check: on (the shipped MiniFASNet models), off, or MODEL[,MODEL] (liveness ONNX files from 'coreface-edge liveness export')."),
+    liveness: str = typer.Option(LIVENESS_DEFAULT, envvar="COREFACE_LIVENESS", help="Presentation-attack (liveness) check: on (the shipped MiniFASNet models), off, or MODEL[,MODEL] (liveness ONNX files from 'coreface-edge liveness export')."),
     liveness_threshold: Optional[float] = typer.Option(None, help="A face whose liveness score (live probability) falls below this votes 'spoof' [default: the shipped models' 0.5]."),
     on_spoof: Optional[str] = typer.Option(None, help="Command run on each 'spoof' decision, without a shell (COREFACE_PERSON: who the attack matched, _LIVENESS, _EVENT_ID, _CAMERA in its environment)."),
     preview: bool = typer.Option(False, "--preview", help="Show a window with boxes, names and scores (needs a display)."),

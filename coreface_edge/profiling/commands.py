@@ -80,7 +80,7 @@ def profile(
     max_faces: int = typer.Option(1, "--max-faces", min=1, help="--pipeline: faces judged per frame."),
     detect_side: Optional[int] = typer.Option(None, "--detect-side", min=64, help="--pipeline: detect on a view no larger than this [default: as the gate: 320 for 640x480, 768 for 1080p]."),
     audit: Optional[Path] = typer.Option(None, "--audit", help="--pipeline: audit log to write (default: OUT/pipeline_audit.db)."),
-    liveness: str = typer.Option(LIVENESS_DEFAULT, "--liveness", help="--pipeline: presentation-attack check as in the gate: on (shipped models), off, or MODEL[,MODEL]."),
+    liveness: str = typer.Option(LIVENESS_DEFAULT, "--liveness", envvar="COREFACE_LIVENESS", help="--pipeline: presentation-attack check as in the gate: on (shipped models), off, or MODEL[,MODEL]."),
 ) -> None:
     """Latency percentiles, throughput and memory of model files per batch size (like trtexec),
     or per-stage latency and FPS of the whole gate pipeline on a real source (--pipeline)."""
