@@ -260,7 +260,7 @@ def gate_command(
                 preview=preview,
                 gallery=watcher,
                 liveness=checker,
-                alarms=ActionRunner([CommandAction(on_spoof, action_timeout)], lambda msg: announce("action_error", msg)) if on_spoof else None,
+                alarms=ActionRunner([CommandAction(on_spoof, action_timeout)], lambda msg: announce("action_error", msg), max_age_s=action_max_age) if on_spoof else None,
             )
             log.start_run(camera, fingerprint, accept_at, {
                 "source": source, "kind": opened.kind, "model": str(model), "threshold_from": origin, "vote": [vote_k, vote_n],

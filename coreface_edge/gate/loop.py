@@ -105,7 +105,7 @@ class GateStats:
             "faces_judged": self.faces_judged,
             "faces_not_examined": self.faces_not_examined,
             "faces_low_quality": self.faces_low_quality,
-            "decisions": {k: self.decisions[k] for k in (ACCEPT, REJECT, UNKNOWN, SPOOF)},
+            "decisions": {k: self.decisions[k] for k in (ACCEPT, REJECT, UNKNOWN, SPOOF) if k != SPOOF or self.latency[LIVENESS]},  # spoof: liveness ran
             "bad_frames": self.bad_frames,
             "stopped_by": self.stopped_by,
             "latency_ms": latency,
