@@ -151,6 +151,11 @@ def test_export_cli_writes_conventions_into_the_onnx(tmp_path: Path):
     assert (model.spec.architecture, model.spec.scale, model.spec.side) == ("MiniFASNetV2", 2.7, 80)
     line = _one_line_error("liveness", "score", shipped_dir() / "SOURCE.md", "--models", shipped_dir() / "LICENSE")
     assert "LICENSE: ONNX Runtime cannot load it as a liveness model" in line
+    import onnxruntime
+
+    if "TensorrtExecutionProvider" not in onnxruntime.get_available_providers():  # the gate says so before opening anything
+        line = _one_line_error("gate", "0", "--model", tmp_path / "m.onnx", "--gallery", tmp_path / "g.db", "--liveness", "on", "--liveness-device", "tensorrt")
+        assert "TensorrtExecutionProvider is not available in this onnxruntime build" in line
 
 
 # --- scoring -------------------------------------------------------------------------------

@@ -200,6 +200,7 @@ def gate_command(
     gpio_pin: Optional[int] = typer.Option(None, help="Jetson GPIO pin (BOARD numbering) pulsed high on accept."),
     liveness: str = typer.Option(LIVENESS_DEFAULT, envvar="COREFACE_LIVENESS", help="Presentation-attack (liveness) check: on (the shipped MiniFASNet models), off, or MODEL[,MODEL] (liveness ONNX files from 'coreface-edge liveness export')."),
     liveness_threshold: Optional[float] = typer.Option(None, help="A face whose liveness score (live probability) falls below this votes 'spoof' [default: the shipped models' 0.5]."),
+    liveness_device: str = typer.Option("cpu", help="ONNX Runtime execution provider for the liveness models: cpu, cuda, tensorrt or auto (the GPU ones need onnxruntime-gpu)."),
     on_spoof: Optional[str] = typer.Option(None, help="Command run on each 'spoof' decision, without a shell (COREFACE_PERSON: who the attack matched, _LIVENESS, _EVENT_ID, _CAMERA in its environment)."),
     preview: bool = typer.Option(False, "--preview", help="Show a window with boxes, names and scores (needs a display)."),
     profile: bool = typer.Option(False, "--profile", help="Print per-stage latency p50/p99 and FPS at the end."),
@@ -227,7 +228,7 @@ def gate_command(
         raise CorefaceError(f"--vote-k {vote_k} is larger than --vote-n {vote_n}")
     if liveness == "off" and (liveness_threshold is not None or on_spoof):
         raise CorefaceError("--liveness off: --liveness-threshold and --on-spoof need the liveness check on")
-    checker = liveness_option(liveness, liveness_threshold)
+    checker = liveness_option(liveness, liveness_threshold, liveness_device)
     console = Console(stderr=True)
     with contextlib.closing(GalleryWatcher(gallery)) as watcher:  # reloaded when the file changes; a bad file is refused first
         embedder, fingerprint = open_model(model, backend, **_model_options(threads))
@@ -480,7 +481,7 @@ def report_label(
             log.label(event_id, wrong)
         if attack is not None:
             log.label_presentation(event_id, attack)
-    said = [w for w, on in ((("wrong" if wrong else "right"), wrong is not None), (("an attack" if attack else "bona fide"), attack is not None)) if on]
+    said = ([] if wrong is None else ["wrong" if wrong else "right"]) + ([] if attack is None else ["an attack" if attack else "bona fide"])
     Console().print(f"event {event_id} labelled {' and '.join(said)}")
 
 

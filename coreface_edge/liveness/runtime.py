@@ -99,13 +99,14 @@ class LivenessChecker:
                 "providers": self.models[0].session.get_providers()}  # fmt: skip
 
 
-def liveness_option(choice: str, threshold: float | None = None, threads: int | None = 1) -> LivenessChecker | None:
-    """The checker for a ``--liveness on|off|MODEL[,MODEL]`` option (None when off). One thread
-    per session by default: for these tiny models two are slower on a busy 2-core CPU."""
+def liveness_option(choice: str, threshold: float | None = None, device: str = "cpu", threads: int | None = 1) -> LivenessChecker | None:
+    """The checker for a ``--liveness on|off|MODEL[,MODEL]`` option (None when off); ``device``
+    picks the ONNX Runtime execution provider as for the embedder (cpu, cuda, tensorrt, auto). One
+    thread per session by default: for these tiny models two are slower on a busy 2-core CPU."""
     if choice == "off":
         return None
     models = None if choice == "on" else [Path(m.strip()) for m in choice.split(",") if m.strip()]
-    return open_liveness(models, threshold, threads=threads)
+    return open_liveness(models, threshold, device, threads)
 
 
 def open_liveness(models: Sequence[str | Path] | None, threshold: float | None, device: str = "cpu", threads: int | None = None) -> LivenessChecker:
