@@ -260,7 +260,11 @@ def test_presentation_rates_from_labels():
 
 
 # --- the gate ------------------------------------------------------------------------------
-def test_gate_decides_spoof_logs_it_runs_the_hook_and_reports_apcer_bpcer(mobilefacenet_onnx: Path, face_photos: list[Path], attack_frames: Path, tmp_path: Path):
+def test_gate_decides_spoof_logs_it_runs_the_hook_and_reports_apcer_bpcer(
+    mobilefacenet_onnx: Path, face_photos: list[Path], attack_frames: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Liveness is on by default (the suite turns it off for its photo frames: not here)."""
+    monkeypatch.delenv("COREFACE_LIVENESS")
     model = tmp_path / "model.onnx"
     shutil.copy(mobilefacenet_onnx, model)
     enroll = tmp_path / "ann"
@@ -269,7 +273,7 @@ def test_gate_decides_spoof_logs_it_runs_the_hook_and_reports_apcer_bpcer(mobile
     run_cli("enroll", "--model", model, "--gallery", tmp_path / "g.db", "--name", "ann", "--images", enroll)
     alarm, audit = tmp_path / "alarm.txt", tmp_path / "audit.db"
     proc = run_cli("gate", attack_frames, "--model", model, "--gallery", tmp_path / "g.db", "--audit", audit, "--threshold", "0.999",
-                   "--vote-k", "1", "--vote-n", "1", "--cooldown", "0", "--liveness", "on",
+                   "--vote-k", "1", "--vote-n", "1", "--cooldown", "0",
                    "--on-spoof", f"sh -c 'echo $COREFACE_LIVENESS $COREFACE_EVENT_ID >> {alarm}'")  # fmt: skip
     events = [json.loads(line) for line in proc.stdout.splitlines() if '"decision"' in line]
     assert len(events) >= 3 and all(e["decision"] == SPOOF and e["live"] < 0.5 for e in events), events
