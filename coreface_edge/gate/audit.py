@@ -75,6 +75,19 @@ ACTIONS_TABLE = """CREATE TABLE IF NOT EXISTS actions (
     ran_s REAL,
     time REAL NOT NULL
 )"""
+# Added with the liveness check (created on first use, as ``actions``): the liveness score of each
+# decision taken with liveness on (decision ``spoof``: a presentation attack).
+LIVENESS_TABLE = """CREATE TABLE IF NOT EXISTS liveness (
+    event_id INTEGER PRIMARY KEY REFERENCES events(id) ON DELETE CASCADE,
+    score REAL NOT NULL,
+    liveness_ms REAL
+)"""
+# The operator's verdict on what was presented: an attack (photo, screen, mask) or a live person.
+PRESENTATIONS_TABLE = """CREATE TABLE IF NOT EXISTS presentations (
+    event_id INTEGER PRIMARY KEY REFERENCES events(id) ON DELETE CASCADE,
+    attack INTEGER NOT NULL,
+    labelled REAL NOT NULL
+)"""
 EVENT_COLUMNS = (
     "time", "camera", "frame", "decision", "person_id", "person", "badge", "score", "margin", "votes", "track",
     "quality", "detect_ms", "align_ms", "embed_ms", "match_ms", "total_ms",
@@ -99,9 +112,11 @@ class Event:
     quality: dict[str, float]
     timings: dict[str, float]
     snapshot: np.ndarray | None = None
+    live: float | None = None  # liveness score (mean over the deciding frames); None: liveness off
 
     def as_json(self, event_id: int) -> str:
         """The JSON line printed on stdout for this decision."""
+        live = {} if self.live is None else {"live": round(self.live, 4)}
         return json.dumps(
             {
                 "id": event_id,
@@ -116,6 +131,7 @@ class Event:
                 "votes": self.votes,
                 "track": self.track,
                 "quality": self.quality,
+                **live,
                 "latency_ms": {k: round(v, 2) for k, v in self.timings.items()},
             }
         )
@@ -164,6 +180,9 @@ class AuditLog:
                 f"VALUES ({', '.join('?' * (len(EVENT_COLUMNS) + 2))})",
                 (self.run_id, *values, snapshot),
             )
+            if event.live is not None:
+                conn.execute(LIVENESS_TABLE)
+                conn.execute("INSERT INTO liveness VALUES (?, ?, ?)", (cur.lastrowid, event.live, t.get("liveness")))
         return int(cur.lastrowid)
 
     def record_actions(self, outcomes: Iterable[Any]) -> None:
@@ -196,6 +215,17 @@ class AuditLog:
             raise CorefaceError(f"{self.path}: no event {event_id}")
         with db.transaction(self.conn, self.path) as conn:
             conn.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?)", (event_id, int(wrong), time.time()))
+
+    def label_presentation(self, event_id: int, attack: bool) -> None:
+        """Record what was presented at ``event_id``: an attack or a live (bona fide) person."""
+        if not self.rows("SELECT 1 FROM events WHERE id=?", (event_id,)):
+            raise CorefaceError(f"{self.path}: no event {event_id}")
+        with db.transaction(self.conn, self.path) as conn:
+            conn.execute(PRESENTATIONS_TABLE)
+            conn.execute("INSERT OR REPLACE INTO presentations VALUES (?, ?, ?)", (event_id, int(attack), time.time()))
+
+    def table_exists(self, name: str) -> bool:
+        return bool(self.rows("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)))
 
     def label_csv(self, csv_path: str | Path) -> int:
         """Import verdicts from a CSV with columns ``event_id,wrong`` (wrong: 1/0, yes/no, true/false)."""

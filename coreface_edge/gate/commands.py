@@ -18,6 +18,7 @@ from ..data.cfp import DEFAULT_CFP_ROOT
 from ..errors import CorefaceError
 from .actions import MAX_AGE_S
 
+LIVENESS_DEFAULT = "on"  # measured: docs/benchmarks.md, "Liveness"
 PERSON_REF_HELP = "Id, name (any case) or badge; refused if it fits several people: then id:N, badge:B or name:NAME."
 
 
@@ -198,6 +199,10 @@ def gate_command(
     action_timeout: float = typer.Option(5.0, min=0.1, help="Seconds before an --on-accept command is killed (with its process group)."),
     action_max_age: float = typer.Option(MAX_AGE_S, min=0.0, help="An accept whose door action waited longer than this (s) is dropped: the person may have left."),
     gpio_pin: Optional[int] = typer.Option(None, help="Jetson GPIO pin (BOARD numbering) pulsed high on accept."),
+    liveness: str = typer.Option(LIVENESS_DEFAULT, envvar="COREFACE_LIVENESS", help="Presentation-attack (liveness) check: on (the shipped MiniFASNet models), off, or MODEL[,MODEL] (liveness ONNX files from 'coreface-edge liveness export')."),
+    liveness_threshold: Optional[float] = typer.Option(None, help="A face whose liveness score (live probability) falls below this votes 'spoof' [default: the shipped models' 0.5]."),
+    liveness_device: str = typer.Option("cpu", help="ONNX Runtime execution provider for the liveness models: cpu, cuda, tensorrt or auto (the GPU ones need onnxruntime-gpu)."),
+    on_spoof: Optional[str] = typer.Option(None, help="Command run on each 'spoof' decision, without a shell (COREFACE_PERSON: who the attack matched, _LIVENESS, _EVENT_ID, _CAMERA in its environment)."),
     preview: bool = typer.Option(False, "--preview", help="Show a window with boxes, names and scores (needs a display)."),
     profile: bool = typer.Option(False, "--profile", help="Print per-stage latency p50/p99 and FPS at the end."),
     max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many frames."),
@@ -210,6 +215,7 @@ def gate_command(
 ) -> None:
     """Run the gate: decisions as JSON lines on stdout, every decision in the audit log."""
     from ..face.quality import AcceptMinimum
+    from ..liveness.runtime import liveness_option
     from ..profiling.progress import advancer, progress_bar
     from .actions import ActionRunner, CommandAction, GpioPulse
     from .audit import AuditLog
@@ -228,6 +234,9 @@ def gate_command(
         AcceptMinimum.min_size if accept_min_eyes is None else accept_min_eyes,
         AcceptMinimum.min_frontal if accept_min_frontal is None else accept_min_frontal,
     )
+    if liveness == "off" and (liveness_threshold is not None or on_spoof):
+        raise CorefaceError("--liveness off: --liveness-threshold and --on-spoof need the liveness check on")
+    checker = liveness_option(liveness, liveness_threshold, liveness_device)
     console = Console(stderr=True)
     with contextlib.closing(GalleryWatcher(gallery)) as watcher:  # reloaded when the file changes; a bad file is refused first
         embedder, fingerprint = open_model(model, backend, **_model_options(threads))
@@ -250,7 +259,7 @@ def gate_command(
             loop = GateLoop(
                 front=_front_end(embedder.embed, max_faces, detect_side, refine_landmarks, accept_minimum),
                 matcher=Matcher(matrix),
-                decider=Decider(VotingPolicy(accept_at, vote_k, vote_n, cooldown, reject_margin)),
+                decider=Decider(VotingPolicy(accept_at, vote_k, vote_n, cooldown, reject_margin, live_threshold=checker and checker.threshold)),
                 audit=log,
                 actions=ActionRunner(actions, lambda msg: announce("action_error", msg), max_age_s=action_max_age),
                 badges=BadgeReader(badge, badge_command, lambda msg: announce("badge_error", msg)),
@@ -259,16 +268,20 @@ def gate_command(
                 snapshots=snapshots,
                 preview=preview,
                 gallery=watcher,
+                liveness=checker,
+                alarms=ActionRunner([CommandAction(on_spoof, action_timeout)], lambda msg: announce("action_error", msg), max_age_s=action_max_age) if on_spoof else None,
             )
             log.start_run(camera, fingerprint, accept_at, {
                 "source": source, "kind": opened.kind, "model": str(model), "threshold_from": origin, "vote": [vote_k, vote_n],
                 "cooldown_s": cooldown, "reject_margin": reject_margin, "max_faces": max_faces,
                 "accept_minimum": asdict(accept_minimum), "mode": "1:1" if badge or badge_command else "1:N",
                 "people": len(matrix), "matcher": loop.matcher.engine, "backend": embedder.info(),
+                "liveness": checker.info() if checker else None,
             })  # fmt: skip
             console.print(f"gate on {camera} ({opened.kind}): {len(matrix)} people, threshold {accept_at:.4f} from {origin}, "
                           f"reject from {accept_at - reject_margin:.4f}, vote {vote_k}/{vote_n}, judging faces with eyes >= {accept_minimum.min_size:g} px apart, "
                           f"audit {audit}", highlight=False)  # fmt: skip
+            console.print(f"liveness: {'off' if checker is None else f'on, spoof below {checker.threshold:g} ({len(checker.models)} models)'}", highlight=False)
             if stored is not None:
                 _warn_weak_model(console, stored.tar, stored.far_target)
             if stored is not None and not (badge or badge_command):
@@ -391,9 +404,11 @@ def threshold_command(
 class _ShowByDefault(TyperGroup):
     """``report AUDIT`` means ``report show AUDIT``; ``report label ...`` labels events."""
 
+    default_command = "show"
+
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
-            args = ["show", *args]
+            args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
 
@@ -417,18 +432,19 @@ def report_show(
             log.label_csv(labels)
         report, totals = build_report(log)
     console = Console()
+    kinds = tuple(report["counts"])  # spoof only where liveness ran
     counts = Table(title=f"{audit}: {report['events']} decisions in {len(report['runs'])} runs")
-    for column in ("day", "accept", "reject", "unknown"):
+    for column in ("day", *kinds):
         counts.add_column(column, justify="right")
     for day, c in report["per_day"].items():
-        counts.add_row(day, *(str(c.get(k, 0)) for k in ("accept", "reject", "unknown")))
-    counts.add_row("total", *(str(report["counts"][k]) for k in ("accept", "reject", "unknown")), style="bold")
+        counts.add_row(day, *(str(c.get(k, 0)) for k in kinds))
+    counts.add_row("total", *(str(report["counts"][k]) for k in kinds), style="bold")
     console.print(counts)
     hours = Table(title="per hour")
-    for column in ("hour", "accept", "reject", "unknown"):
+    for column in ("hour", *kinds):
         hours.add_column(column, justify="right")
     for hour, c in report["per_hour"].items():
-        hours.add_row(hour, *(str(c.get(k, 0)) for k in ("accept", "reject", "unknown")))
+        hours.add_row(hour, *(str(c.get(k, 0)) for k in kinds))
     console.print(hours)
     latency = Table(title="latency of the deciding frames (ms)")
     for column in ("stage", "p50", "p90", "p99", "max"):
@@ -444,6 +460,14 @@ def report_show(
         f"{lab['genuine_attempts']} genuine attempts ({rate(lab['false_reject_rate'])}); unlabelled events count as right",
         highlight=False,
     )
+    pad = report["presentation_attacks"]
+    if pad is not None:
+        console.print(
+            f"presentation attacks (ISO/IEC 30107-3): APCER {rate(pad['apcer'])} ({pad['attacks_missed']} of {pad['attacks']} attacks "
+            f"not flagged), BPCER {rate(pad['bpcer'])} ({pad['bona_fide_flagged']} of {pad['bona_fide']} live presentations "
+            "flagged spoof); label with 'report label AUDIT ID --attack/--bona-fide'",
+            highlight=False,
+        )
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(report, indent=2) + "\n")
     if plot is not None:
@@ -454,14 +478,22 @@ def report_show(
 def report_label(
     audit: Path = typer.Argument(..., help="Audit log written by 'gate'."),
     event_id: int = typer.Argument(..., help="Event id (the 'id' of the JSON line / audit row)."),
-    wrong: bool = typer.Option(..., "--wrong/--right", help="The decision was wrong (or right)."),
+    wrong: Optional[bool] = typer.Option(None, "--wrong/--right", help="The decision was wrong (or right)."),
+    attack: Optional[bool] = typer.Option(None, "--attack/--bona-fide", help="What was presented: an attack (photo, screen, mask) or a live person."),
 ) -> None:
-    """Mark one decision as wrong (or right); the report turns labels into FAR / FRR."""
+    """Mark one decision as wrong (or right), and/or what was presented; the report turns labels
+    into FAR / FRR and APCER / BPCER."""
     from .audit import AuditLog
 
+    if wrong is None and attack is None:
+        raise CorefaceError("report label: give --wrong/--right and/or --attack/--bona-fide")
     with AuditLog(audit, create=False) as log:
-        log.label(event_id, wrong)
-    Console().print(f"event {event_id} labelled {'wrong' if wrong else 'right'}")
+        if wrong is not None:
+            log.label(event_id, wrong)
+        if attack is not None:
+            log.label_presentation(event_id, attack)
+    said = ([] if wrong is None else ["wrong" if wrong else "right"]) + ([] if attack is None else ["an attack" if attack else "bona fide"])
+    Console().print(f"event {event_id} labelled {' and '.join(said)}")
 
 
 def register(app: typer.Typer) -> None:

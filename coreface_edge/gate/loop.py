@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -24,9 +24,9 @@ from .actions import ActionRunner
 from .audit import AuditLog, Event
 from .gallery import GalleryWatcher
 from .matcher import Matcher
-from .pipeline import STAGES, FaceFrontEnd, Faces
+from .pipeline import LIVENESS, STAGES, FaceFrontEnd, Faces
 from .sources import Frame
-from .voting import ACCEPT, NO_MATCH, REJECT, UNKNOWN, Decider, Decision, Observation
+from .voting import ACCEPT, NO_MATCH, REJECT, SPOOF, UNKNOWN, Decider, Decision, Observation
 
 LATENCY_WINDOW = 10_000  # per-stage samples kept for the profile (bounded: memory stays flat)
 CHECKPOINT_FRAMES = 500  # the run's frame count is committed this often
@@ -76,7 +76,7 @@ class GateStats:
     faces_low_quality: int = 0
     faces_below_accept: int = 0  # passed the quality gate, but smaller or more turned than the accept minimum
     decisions: Counter = field(default_factory=Counter)
-    latency: dict[str, deque] = field(default_factory=lambda: {s: deque(maxlen=LATENCY_WINDOW) for s in (*STAGES, "read", "total")})
+    latency: dict[str, deque] = field(default_factory=lambda: {s: deque(maxlen=LATENCY_WINDOW) for s in (*STAGES, LIVENESS, "read", "total")})
     started: float = field(default_factory=time.perf_counter)
     cpu_started: float = field(default_factory=time.process_time)
     stopped_by: str = "end of source"
@@ -107,7 +107,7 @@ class GateStats:
             "faces_not_examined": self.faces_not_examined,
             "faces_low_quality": self.faces_low_quality,
             "faces_below_accept": self.faces_below_accept,
-            "decisions": {k: self.decisions[k] for k in (ACCEPT, REJECT, UNKNOWN)},
+            "decisions": {k: self.decisions[k] for k in (ACCEPT, REJECT, UNKNOWN, SPOOF) if k != SPOOF or self.latency[LIVENESS]},  # spoof: liveness ran
             "bad_frames": self.bad_frames,
             "stopped_by": self.stopped_by,
             "latency_ms": latency,
@@ -167,10 +167,16 @@ class GateLoop:
         gallery: GalleryWatcher | None = None,
         reload_every_s: float = RELOAD_EVERY_S,
         on_decision: Callable[[int, Event], None] | None = None,
+        liveness: Any = None,
+        alarms: ActionRunner | None = None,
     ) -> None:
         """``gallery``: reloaded when its file changes (checked every ``reload_every_s``), so a
         person removed while the gate runs is no longer accepted. ``on_decision(id, event)``:
-        called with each decision once it is logged and announced (the Python API's callback)."""
+        called with each decision once it is logged and announced (the Python API's callback).
+        ``liveness``: a :class:`~coreface_edge.liveness.runtime.LivenessChecker`
+        (``score(frame, boxes)``) for the decider's spoof votes; ``alarms``: actions run on each
+        ``spoof`` decision."""
+        self.liveness, self.alarms = liveness, alarms
         self.front, self.matcher, self.decider, self.audit = front, matcher, decider, audit
         self.actions, self.badges, self.camera, self.emit = actions, badges, camera, emit
         self.on_decision = on_decision
@@ -213,9 +219,19 @@ class GateLoop:
             else Observation(tuple(map(float, faces.boxes[k])), m.person, m.score, m.margin, badge is not None)
             for k, m in zip(ok, matches)
         ]  # fmt: skip
-        decisions = self.decider.update(now, observations)
-        faces.timings["match"] = (time.perf_counter() - t0) * 1e3
-        faces.timings["total"] = sum(faces.timings[s] for s in STAGES)
+        live = None
+        if self.liveness is not None:
+            faces.timings[LIVENESS] = 0.0
+
+            def live(index: list[int]) -> np.ndarray:
+                start = time.perf_counter()
+                scores = self.liveness.score(frame.image, faces.boxes[[ok[i] for i in index]])
+                faces.timings[LIVENESS] += (time.perf_counter() - start) * 1e3
+                return scores
+
+        decisions = self.decider.update(now, observations, live)
+        faces.timings["match"] = (time.perf_counter() - t0) * 1e3 - faces.timings.get(LIVENESS, 0.0)
+        faces.timings["total"] = sum(faces.timings.get(s, 0.0) for s in (*STAGES, LIVENESS))
         for stage, ms in faces.timings.items():
             self.stats.latency[stage].append(ms)
         self._not_judged(frame, faces)
@@ -251,6 +267,7 @@ class GateLoop:
             quality=faces.qualities[k].as_dict(),
             timings=dict(faces.timings),
             snapshot=faces.crops[k] if self.snapshots else None,
+            live=d.live,
         )
         if self.audit is not None:
             event_id = self.audit.write(event)
@@ -269,6 +286,15 @@ class GateLoop:
                     "COREFACE_PERSON_ID": str(event.person_id),
                     "COREFACE_BADGE": event.badge or "",
                     "COREFACE_SCORE": f"{event.score:.4f}",
+                    "COREFACE_CAMERA": self.camera,
+                }
+            )
+        elif d.kind == SPOOF and self.alarms is not None:
+            self.alarms.submit(
+                {
+                    "COREFACE_EVENT_ID": str(event_id),
+                    "COREFACE_PERSON": event.person or "",
+                    "COREFACE_LIVENESS": f"{d.live:.4f}",
                     "COREFACE_CAMERA": self.camera,
                 }
             )
@@ -310,7 +336,7 @@ class GateLoop:
 
     def _record_actions(self) -> None:
         """Door-action outcomes into the audit log, from this (the SQLite) thread."""
-        outcomes = self.actions.drain_outcomes()
+        outcomes = self.actions.drain_outcomes() + (self.alarms.drain_outcomes() if self.alarms is not None else [])
         if outcomes and self.audit is not None:
             self.audit.record_actions(outcomes)
 
@@ -339,8 +365,10 @@ class GateLoop:
         return ids
 
     def finish(self) -> None:
-        """Let the door actions finish, log their outcomes and close the run in the audit log."""
+        """Let the door actions and alarms finish, log their outcomes and close the run in the audit log."""
         self.actions.close()
+        if self.alarms is not None:
+            self.alarms.close()
         self._record_actions()
         if self.audit is not None:
             self.audit.finish_run(self.stats.frames)

@@ -18,6 +18,7 @@ from ..face.quality import AcceptMinimum, FaceQuality, QualityThresholds, measur
 from ..runtime.base import Embedder
 
 STAGES = ("detect", "align", "embed", "match")
+LIVENESS = "liveness"  # the optional stage: timed by the gate loop when liveness is on
 DETECTABLE_FACE_PX = 20.0  # YuNet finds faces down to about this width in the view it sees
 FACE_PER_EYE_DISTANCE = 2.5  # face box width / inter-ocular distance, roughly
 MIN_DETECT_SIDE = 320

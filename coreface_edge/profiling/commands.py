@@ -14,6 +14,7 @@ from rich.console import Console
 
 from ..data.cfp import DEFAULT_CFP_ROOT
 from ..errors import CorefaceError
+from ..gate.commands import LIVENESS_DEFAULT
 from .benchmark import FORMATS
 
 DEFAULT_BATCHES = "1,8,32"
@@ -79,6 +80,7 @@ def profile(
     max_faces: int = typer.Option(1, "--max-faces", min=1, help="--pipeline: faces judged per frame."),
     detect_side: Optional[int] = typer.Option(None, "--detect-side", min=64, help="--pipeline: detect on a view no larger than this [default: as the gate: 320 for 640x480, 768 for 1080p]."),
     audit: Optional[Path] = typer.Option(None, "--audit", help="--pipeline: audit log to write (default: OUT/pipeline_audit.db)."),
+    liveness: str = typer.Option(LIVENESS_DEFAULT, "--liveness", envvar="COREFACE_LIVENESS", help="--pipeline: presentation-attack check as in the gate: on (shipped models), off, or MODEL[,MODEL]."),
 ) -> None:
     """Latency percentiles, throughput and memory of model files per batch size (like trtexec),
     or per-stage latency and FPS of the whole gate pipeline on a real source (--pipeline)."""
@@ -95,7 +97,7 @@ def profile(
             raise CorefaceError("profile --pipeline: --model is required")
         if gallery is not None and not gallery.is_file():
             raise CorefaceError(f"{gallery}: no such gallery file")
-        options = dict(gallery=gallery, gallery_size=gallery_size, threshold=threshold, max_faces=max_faces, detect_side=detect_side)
+        options = dict(gallery=gallery, gallery_size=gallery_size, threshold=threshold, max_faces=max_faces, detect_side=detect_side, liveness=liveness)
         report = _profile_pipeline(pipeline, model, iterations, warmup, backend, audit or out / "pipeline_audit.db", options, console)
     else:
         report = _profile_models(list(artefacts or []), backend, parse_batches(batch), iterations, warmup, console)

@@ -21,17 +21,20 @@ import numpy as np
 from .report import latency_row
 from .runner import TimedCalls
 
-STAGES = ("capture", "detect", "align", "embed", "match", "decide", "log")
+STAGES = ("capture", "detect", "align", "liveness", "embed", "match", "decide", "log")
+OPTIONAL_STAGES = ("liveness",)  # rows only when the stage ran
 FRONT_END_STAGES = ("detect", "align", "embed")  # timed by the gate's FaceFrontEnd itself
 END_TO_END = "end-to-end"
 OTHER = "other"
 
 
 class StageClock:
-    """Milliseconds spent per stage during the current frame."""
+    """Milliseconds spent per stage during the current frame; a stage timed inside another
+    (liveness inside the decider's update) is not counted twice: the outer stage gets the rest."""
 
     def __init__(self) -> None:
         self.current: dict[str, float] = defaultdict(float)
+        self._inner: list[float] = []  # per open timed call: ms of the timed calls nested in it
 
     def add(self, stage: str, ms: float) -> None:
         self.current[stage] += ms
@@ -41,10 +44,14 @@ class StageClock:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
+            self._inner.append(0.0)
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.add(stage, (time.perf_counter() - start) * 1e3)
+                ms = (time.perf_counter() - start) * 1e3
+                self.add(stage, ms - self._inner.pop())
+                if self._inner:
+                    self._inner[-1] += ms
 
         return call
 
@@ -128,7 +135,8 @@ def stage_rows(frames: list[dict[str, float]], totals_ms: list[float]) -> list[d
     """
     if not frames:
         return []
-    per_stage = {s: np.array([f.get(s, 0.0) for f in frames]) for s in STAGES}
+    stages = [s for s in STAGES if s not in OPTIONAL_STAGES or any(s in f for f in frames)]
+    per_stage = {s: np.array([f.get(s, 0.0) for f in frames]) for s in stages}
     total = np.asarray(totals_ms, dtype=np.float64)
     per_stage[OTHER] = np.maximum(total - sum(per_stage.values()), 0.0)
     mean_total = float(total.mean())
@@ -163,6 +171,7 @@ class PipelineOptions:
     warmup: int = 5
     backend: str | None = None
     audit: Path = Path("pipeline_audit.db")
+    liveness: str = "off"  # as gate --liveness: on, off, or MODEL[,MODEL] (the CLI passes the gate's default)
 
 
 def profile_pipeline(
@@ -179,6 +188,7 @@ def profile_pipeline(
     from ..gate.sources import open_source
     from ..gate.threshold import load_threshold, open_model, reject_margin_of
     from ..gate.voting import Decider, VotingPolicy
+    from ..liveness.runtime import liveness_option
 
     embedder, fingerprint = open_model(model, options.backend)
     if options.gallery is not None:
@@ -190,6 +200,7 @@ def profile_pipeline(
         gallery_text = f"synthetic: {options.gallery_size} random unit embeddings (timing only)"
     stored = load_threshold(model, fingerprint)
     threshold = options.threshold if options.threshold is not None else (stored.threshold if stored else 0.5)
+    checker = liveness_option(options.liveness)
     clock = StageClock()
     timer = FrameTimer(clock, options.warmup, advance)
     front = FaceFrontEnd(YuNetDetector(), embedder.embed, max_faces=options.max_faces, detect_side=options.detect_side, accept=AcceptMinimum())  # as the gate judges
@@ -198,12 +209,13 @@ def profile_pipeline(
         loop = GateLoop(
             front=TimedFrontEnd(front, clock),
             matcher=Timed(Matcher(matrix), clock, {"match": "match"}),
-            decider=Timed(Decider(VotingPolicy(threshold, reject_margin=reject_margin_of(stored))), clock, {"update": "decide"}),
+            decider=Timed(Decider(VotingPolicy(threshold, reject_margin=reject_margin_of(stored), live_threshold=checker and checker.threshold)), clock, {"update": "decide"}),
             audit=Timed(audit, clock, {"write": "log"}),
             actions=_no_actions(),
             badges=BadgeReader(None, None, lambda _msg: None),
             camera=source,
             emit=clock.timed("log", discard),
+            liveness=checker and Timed(checker, clock, {"score": "liveness"}),
         )
         opened = open_source(source, on_event=loop.event)
         kind = opened.kind
@@ -218,6 +230,7 @@ def profile_pipeline(
         "threshold": threshold,
         "max_faces": options.max_faces,
         "detect_side": options.detect_side or "auto (as the gate)",
+        "liveness": checker.info() if checker else "off",
         "frames": stats.frames,
         "warmup_frames": min(options.warmup, timer.closed),
         "measured_frames": len(timer.frames),

@@ -1,0 +1,312 @@
+"""The liveness (presentation-attack) check: MiniFASNet weights loaded strictly, ONNX parity,
+the shipped models on the samples, spoof votes in the gate, the audit log, the report, the CLI.
+
+Real weights, real photos through YuNet and real ONNX Runtime sessions; the samples and the
+MiniFASNet state dicts come from ../shared (skipped with the reason where it is absent); the
+attack frames the gate sees here are synthetic prints of the committed CFP photos.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import SHARED, run_cli
+
+from coreface_edge.errors import CorefaceError
+from coreface_edge.gate.report import presentation_rates
+from coreface_edge.gate.voting import ACCEPT, NO_MATCH, SPOOF, SPOOF_VOTE, Decider, Observation, VotingPolicy
+from coreface_edge.liveness.crop import context_box, liveness_crops
+from coreface_edge.liveness.metrics import apcer, bpcer
+from coreface_edge.liveness.runtime import LivenessModel, open_liveness, shipped_dir, shipped_liveness
+from coreface_edge.liveness.spec import spec_from_name
+from coreface_edge.liveness.synthetic import synthetic_attack
+
+MINIFASNET = SHARED / "models" / "minifasnet"
+WEIGHTS = ("2.7_80x80_MiniFASNetV2.pth", "4_0_0_80x80_MiniFASNetV1SE.pth")
+
+
+@pytest.fixture(scope="session")
+def minifasnet() -> Path:
+    if not all((MINIFASNET / w).is_file() for w in WEIGHTS):
+        pytest.skip(f"MiniFASNet weights not found at {MINIFASNET} (needs ../shared/models/minifasnet)")
+    return MINIFASNET
+
+
+@pytest.fixture(scope="session")
+def attack_frames(tmp_path_factory: pytest.TempPathFactory, face_photos: list[Path]) -> Path:
+    """Four synthetic print attacks (640x480) of the committed photo of CFP 401."""
+    folder = tmp_path_factory.mktemp("attacks")
+    photo = cv2.imread(str(next(p for p in face_photos if p.name == "cfp_401_frontal_01.jpg")))
+    for seed in range(4):
+        cv2.imwrite(str(folder / f"print_{seed}.jpg"), synthetic_attack(photo, "print", seed), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return folder
+
+
+def _one_line_error(*args: object) -> str:
+    proc = run_cli(*map(str, args), check=False, timeout=180)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+# --- network and weights -------------------------------------------------------------------
+def test_state_dicts_load_strictly(tmp_path: Path):
+    """Our own state dicts round-trip (``module.`` prefixes allowed); a missing, unexpected or
+    mis-shaped key is a one-line error naming the file and the key."""
+    import torch
+
+    from coreface_edge.models.minifasnet import MiniFASNet, load_minifasnet
+
+    torch.manual_seed(0)
+    net = MiniFASNet("MiniFASNetV1SE").eval()
+    state = net.state_dict()
+    path = tmp_path / "4_0_0_80x80_MiniFASNetV1SE.pth"
+    torch.save({f"module.{k}": v for k, v in state.items()}, path)
+    x = torch.rand(2, 3, 80, 80) * 255
+    with torch.no_grad():
+        assert torch.equal(load_minifasnet(path, "MiniFASNetV1SE")(x), net(x))
+    with pytest.raises(CorefaceError, match=r"4_0_0_80x80_MiniFASNetV1SE.pth: key 'conv_3.model.1.conv.conv.weight' has shape \(26, 64, 1, 1\), MiniFASNetV2 expects \(13, 64, 1, 1\)"):
+        load_minifasnet(path, "MiniFASNetV2")
+    broken = tmp_path / "broken.pth"
+    torch.save({k: v for k, v in state.items() if k != "prob.weight"}, broken)
+    with pytest.raises(CorefaceError, match=r"broken.pth: missing key 'prob.weight'"):
+        load_minifasnet(broken, "MiniFASNetV1SE")
+    torch.save({**state, "head.weight": torch.zeros(3)}, broken)
+    with pytest.raises(CorefaceError, match=r"broken.pth: unexpected key 'head.weight'"):
+        load_minifasnet(broken, "MiniFASNetV1SE")
+
+
+def test_shipped_weights_load_strictly(minifasnet: Path):
+    import torch
+
+    from coreface_edge.models.minifasnet import load_minifasnet
+
+    for name in WEIGHTS:
+        spec = spec_from_name(minifasnet / name)
+        model = load_minifasnet(minifasnet / name, spec.architecture)
+        assert 430_000 < sum(p.numel() for p in model.parameters()) < 440_000
+        with torch.no_grad():
+            assert model(torch.zeros(1, 3, 80, 80)).shape == (1, 3)
+    assert (spec_from_name(WEIGHTS[0]).scale, spec_from_name(WEIGHTS[1]).scale) == (2.7, 4.0)
+    with pytest.raises(CorefaceError, match="2.7_80x80_MiniFASNetV2.pth: key .* MiniFASNetV1SE expects"):
+        load_minifasnet(minifasnet / WEIGHTS[0], "MiniFASNetV1SE")
+
+
+def test_corrupt_weight_file_is_one_clear_line(tmp_path: Path):
+    import torch
+
+    from coreface_edge.models.minifasnet import MiniFASNet, load_minifasnet
+
+    good = tmp_path / "good.pth"
+    torch.save(MiniFASNet("MiniFASNetV2").state_dict(), good)
+    truncated = tmp_path / "2.7_80x80_MiniFASNetV2.pth"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CorefaceError, match=r"2.7_80x80_MiniFASNetV2.pth: not a readable PyTorch state dict \(corrupt, truncated or another format"):
+        load_minifasnet(truncated, "MiniFASNetV2")
+    out = tmp_path / "out.onnx"
+    line = _one_line_error("liveness", "export", truncated, "-o", out)
+    assert str(truncated) in line and "not a readable PyTorch state dict" in line and not out.exists()
+    line = _one_line_error("liveness", "export", tmp_path / "model.pth", "-o", out)
+    assert "cannot read the crop conventions from the name" in line
+
+
+# --- export and parity ---------------------------------------------------------------------
+def test_export_parity_and_the_vendored_onnx_are_these_weights(minifasnet: Path, tmp_path: Path):
+    """Each export passes parity against PyTorch, and gives the vendored ONNX's probabilities."""
+    from coreface_edge.liveness.export import MAX_PROBABILITY_DIFF, export_liveness, parity_crops
+
+    crops = parity_crops(80)
+    for name in WEIGHTS:
+        out = tmp_path / name.replace(".pth", ".onnx")
+        spec, parity = export_liveness(minifasnet / name, out)
+        assert parity.passed and parity.max_abs_diff <= MAX_PROBABILITY_DIFF and parity.faces == len(crops)
+        fresh, vendored = LivenessModel(out), LivenessModel(shipped_dir() / out.name)
+        assert fresh.spec == vendored.spec == spec
+        p_fresh = fresh.session.run(None, {"crops": crops})[0]
+        p_vendored = vendored.session.run(None, {"crops": crops})[0]
+        np.testing.assert_allclose(p_fresh, p_vendored, atol=1e-6)
+        np.testing.assert_allclose(p_fresh.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_export_cli_writes_conventions_into_the_onnx(tmp_path: Path):
+    import torch
+
+    from coreface_edge.models.minifasnet import MiniFASNet
+
+    torch.manual_seed(1)
+    weights = tmp_path / "2.7_80x80_MiniFASNetV2.pth"
+    torch.save(MiniFASNet("MiniFASNetV2").state_dict(), weights)
+    proc = run_cli("liveness", "export", weights, "-o", tmp_path / "v2.onnx")
+    assert "crop 2.7x the face box at 80x80, live class 1" in " ".join(proc.stdout.split())
+    model = LivenessModel(tmp_path / "v2.onnx")
+    assert (model.spec.architecture, model.spec.scale, model.spec.side) == ("MiniFASNetV2", 2.7, 80)
+    line = _one_line_error("liveness", "score", shipped_dir() / "SOURCE.md", "--models", shipped_dir() / "LICENSE")
+    assert "LICENSE: ONNX Runtime cannot load it as a liveness model" in line
+    import onnxruntime
+
+    if "TensorrtExecutionProvider" not in onnxruntime.get_available_providers():  # the gate says so before opening anything
+        line = _one_line_error("gate", "0", "--model", tmp_path / "m.onnx", "--gallery", tmp_path / "g.db", "--liveness", "on", "--liveness-device", "tensorrt")
+        assert "TensorrtExecutionProvider is not available in this onnxruntime build" in line
+
+
+# --- scoring -------------------------------------------------------------------------------
+def test_the_samples_two_attacks_flagged_and_the_live_one_passed(minifasnet: Path):
+    """Through YuNet and the shipped ONNX models at the shipped threshold, and from the CLI."""
+    from coreface_edge.face.detector import YuNetDetector
+
+    checker, detector = open_liveness(None, None), YuNetDetector()
+    scores = {}
+    for name in ("image_T1.jpg", "image_F1.jpg", "image_F2.jpg"):
+        image = cv2.imread(str(minifasnet / "samples" / name))
+        found = detector.detect(image)
+        scores[name] = float(checker.score(image, found.select(found.order_by_size_and_centrality(image.shape)[:1]).boxes)[0])
+    assert scores["image_T1.jpg"] >= checker.threshold > max(scores["image_F1.jpg"], scores["image_F2.jpg"]), scores
+    rows = {line.split("│")[1].strip().rsplit("/", 1)[-1]: line for line in run_cli("liveness", minifasnet / "samples").stdout.splitlines() if ".jpg" in line}
+    assert "live" in rows["image_T1.jpg"] and "spoof" in rows["image_F1.jpg"] and "spoof" in rows["image_F2.jpg"]
+
+
+def test_synthetic_attacks_are_flagged_without_torch(attack_frames: Path):
+    """The edge path scores without torch: block its import and run the CLI on the attacks."""
+    script = "import sys; sys.modules['torch'] = None\nfrom coreface_edge.cli import main\nsys.argv = ['coreface-edge', *sys.argv[1:]]\nmain()\n"
+    proc = subprocess.run([sys.executable, "-c", script, "liveness", str(attack_frames)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if "print_" in line]
+    assert len(rows) == 4 and all("spoof" in r for r in rows), proc.stdout
+
+
+def test_context_box_is_enlarged_about_the_centre_and_kept_inside():
+    assert context_box(np.array([300, 200, 40, 40]), 2.0, 640, 480) == (280, 180, 360, 260)
+    assert context_box(np.array([0, 0, 40, 40]), 4.0, 640, 480) == (0, 0, 160, 160)  # shifted, not cut
+    assert context_box(np.array([600, 440, 40, 40]), 4.0, 640, 480) == (479, 319, 639, 479)
+    assert context_box(np.array([100, 100, 300, 300]), 4.0, 640, 480) == (10, 0, 489, 479)  # shrunk to the frame height, shifted up
+    crops = liveness_crops(np.zeros((480, 640, 3), np.uint8), np.array([[10, 10, 50, 60], [500, 400, 80, 70]], np.float32), 2.7, 80)
+    assert crops.shape == (2, 80, 80, 3) and crops.dtype == np.uint8
+
+
+def test_apcer_and_bpcer():
+    assert apcer(np.array([0.1, 0.6, 0.5, 0.2]), 0.5) == 0.5 and bpcer(np.array([0.9, 0.4, 0.99, 0.5]), 0.5) == 0.25
+    assert apcer(np.array([]), 0.5) is None and bpcer(np.array([]), 0.5) is None
+
+
+# --- decision logic ------------------------------------------------------------------------
+BOX = (100.0, 100.0, 60.0, 60.0)
+
+
+def test_spoof_votes_decide_and_liveness_runs_only_where_a_vote_can_decide():
+    calls: list[list[int]] = []
+
+    def liveness(score: float):
+        def live(index: list[int]) -> list[float]:
+            calls.append(list(index))
+            return [score] * len(index)
+
+        return live
+
+    policy = VotingPolicy(0.8, vote_k=2, vote_n=3, cooldown_s=5.0, live_threshold=0.5)
+    matching = Observation(BOX, 0, 0.9, 0.3)
+    attack = Decider(policy)  # a photo of person 0 held up: it matches, and scores low on liveness
+    assert attack.update(0.0, [matching], liveness(0.1)) == []
+    (decision,) = attack.update(0.1, [matching], liveness(0.1))
+    assert (decision.kind, decision.person, decision.votes, decision.live) == (SPOOF, 0, 2, pytest.approx(0.1))
+    live = Decider(policy)  # the person themselves
+    live.update(0.0, [matching], liveness(0.95))
+    (decision,) = live.update(0.1, [matching], liveness(0.95))
+    assert (decision.kind, decision.person, decision.live) == (ACCEPT, 0, pytest.approx(0.95))
+    calls.clear()
+    for t in (0.2, 0.3, 0.4):  # the track decided: silent, and not checked again for the same person
+        assert live.update(t, [matching], liveness(0.1)) == []
+    assert calls == []
+    stranger = Observation(BOX, 1, 0.9, 0.3)  # someone else steps into the track: checked, and its spoof votes count
+    live.update(0.5, [stranger], liveness(0.1))
+    (decision,) = live.update(0.6, [stranger], liveness(0.1))
+    assert decision.kind == SPOOF and calls == [[0], [0]]
+    off = Decider(VotingPolicy(0.8, vote_k=2, vote_n=3))  # liveness off: the callback is never asked
+    off.update(0.0, [matching], liveness(0.1))
+    assert off.update(0.1, [matching], liveness(0.1))[0].kind == ACCEPT and calls == [[0], [0]]
+
+
+def test_unchecked_frames_never_decide_and_spoof_votes_survive_a_gallery_reload():
+    policy = VotingPolicy(0.8, vote_k=2, vote_n=3, cooldown_s=0.0, live_threshold=0.5)
+    decider = Decider(policy)
+    matching = Observation(BOX, 3, 0.9, 0.3)
+    assert decider.update(0.0, [matching], None) == [] and decider.update(0.1, [matching], None) == []  # no scores: no decision
+    decider.update(0.2, [matching], lambda index: [0.2] * len(index))
+    decider.remap({3: 0})
+    assert [v for v, _ in decider._tracks[0].votes] == [0, 0, SPOOF_VOTE]  # person 3 is now 0; the spoof vote is kept
+    (decision,) = decider.update(0.3, [Observation(BOX, 0, 0.9, 0.3)], lambda index: [0.3] * len(index))
+    assert decision.kind == SPOOF and decision.votes == 2 and decision.person == 0
+    nobody = Decider(policy)
+    nobody.update(0.0, [Observation(BOX, NO_MATCH, 0.1, 0.0)], lambda index: [0.05])
+    (decision,) = nobody.update(0.1, [Observation(BOX, NO_MATCH, 0.1, 0.0)], lambda index: [0.05])
+    assert decision.kind == SPOOF and decision.person == NO_MATCH  # an attack that matched no one is still an attack
+
+
+def test_presentation_rates_from_labels():
+    decisions = ["spoof", "spoof", "accept", "unknown", "accept", "spoof"]
+    wrong = [None, 1, None, None, 1, None]
+    attack = [None, None, None, None, 1, 0]  # event 5: an attack let in; event 6: a live person flagged
+    rates = presentation_rates(decisions, wrong, attack)
+    assert (rates.attacks, rates.attacks_missed, rates.bona_fide, rates.bona_fide_flagged) == (2, 1, 4, 2)
+    assert rates.apcer == 0.5 and rates.bpcer == 0.5
+
+
+# --- the gate ------------------------------------------------------------------------------
+def test_gate_decides_spoof_logs_it_runs_the_hook_and_reports_apcer_bpcer(
+    mobilefacenet_onnx: Path, face_photos: list[Path], attack_frames: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Liveness is on by default (the suite turns it off for its photo frames: not here)."""
+    monkeypatch.delenv("COREFACE_LIVENESS")
+    model = tmp_path / "model.onnx"
+    shutil.copy(mobilefacenet_onnx, model)
+    enroll = tmp_path / "ann"
+    enroll.mkdir()
+    shutil.copy(next(p for p in face_photos if p.name == "cfp_401_frontal_01.jpg"), enroll)
+    run_cli("enroll", "--model", model, "--gallery", tmp_path / "g.db", "--name", "ann", "--images", enroll)
+    alarm, audit = tmp_path / "alarm.txt", tmp_path / "audit.db"
+    proc = run_cli("gate", attack_frames, "--model", model, "--gallery", tmp_path / "g.db", "--audit", audit, "--threshold", "0.999",
+                   "--vote-k", "1", "--vote-n", "1", "--cooldown", "0",
+                   "--on-spoof", f"sh -c 'echo $COREFACE_LIVENESS $COREFACE_EVENT_ID >> {alarm}'")  # fmt: skip
+    events = [json.loads(line) for line in proc.stdout.splitlines() if '"decision"' in line]
+    assert len(events) >= 3 and all(e["decision"] == SPOOF and e["live"] < 0.5 for e in events), events
+    assert "liveness: on, spoof below 0.5 (2 models)" in proc.stderr
+    summary = json.loads(next(line for line in proc.stdout.splitlines() if '"summary"' in line))
+    assert summary["decisions"]["spoof"] == len(events) and summary["latency_ms"]["liveness"]["max"] > 0
+    assert sorted(int(line.split()[1]) for line in alarm.read_text().splitlines()) == [e["id"] for e in events]
+    with sqlite3.connect(audit) as conn:
+        logged = conn.execute("SELECT e.decision, l.score, l.liveness_ms FROM events e JOIN liveness l ON l.event_id = e.id").fetchall()
+        outcomes = conn.execute("SELECT outcome FROM actions").fetchall()
+        settings = json.loads(conn.execute("SELECT settings FROM runs").fetchone()[0])
+    assert len(logged) == len(events) and all(d == SPOOF and s < 0.5 and ms > 0 for d, s, ms in logged)
+    assert outcomes == [("ok",)] * len(events) and len(settings["liveness"]["models"]) == 2
+    run_cli("report", "label", audit, str(events[1]["id"]), "--bona-fide")  # say the second was a live person after all
+    report_json = tmp_path / "report.json"
+    text = run_cli("report", audit, "--json", report_json).stdout
+    pad = json.loads(report_json.read_text())["presentation_attacks"]
+    assert (pad["attacks"], pad["apcer"], pad["bona_fide"], pad["bpcer"]) == (len(events) - 1, 0.0, 1, 1.0)
+    assert "APCER 0.00 %" in " ".join(text.split()) and "BPCER 100.00 %" in " ".join(text.split())
+
+
+def test_profile_pipeline_shows_the_liveness_stage(mobilefacenet_onnx: Path, attack_frames: Path, tmp_path: Path):
+    run_cli("profile", "--pipeline", attack_frames, "--model", mobilefacenet_onnx, "--iterations", "0", "--warmup", "0",
+            "--liveness", "on", "--out", tmp_path / "on", "--audit", tmp_path / "on.db")  # fmt: skip
+    run_cli("profile", "--pipeline", attack_frames, "--model", mobilefacenet_onnx, "--iterations", "0", "--warmup", "0",
+            "--liveness", "off", "--out", tmp_path / "off", "--audit", tmp_path / "off.db")  # fmt: skip
+    on, off = ({r["key"]: r for r in json.loads((tmp_path / arm / "pipeline.json").read_text())["rows"]} for arm in ("on", "off"))
+    assert "liveness" not in off and list(on) == [*off][:3] + ["liveness"] + [*off][3:]
+    assert on["liveness"]["metrics"]["max_ms"] > 0  # the first frames of the track are checked
+
+
+def test_shipped_threshold_and_models_are_package_data():
+    shipped = shipped_liveness()
+    assert [p.name for p in shipped.models] == [w.replace(".pth", ".onnx") for w in WEIGHTS]
+    assert all(p.is_file() for p in shipped.models) and 0 < shipped.threshold < 1 and shipped.measured
+    assert (shipped_dir() / "LICENSE").is_file() and "Apache" in (shipped_dir() / "LICENSE").read_text()
