@@ -72,6 +72,7 @@ def random_dlib_resnet(seed: int = 0) -> DlibResNet:
     """A DlibResNet with random weights and non-trivial frozen-BN statistics."""
     torch.manual_seed(seed)
     model = DlibResNet()
+    torch.nn.init.zeros_(model.fc.bias)  # dlib's fc_no_bias
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.weight.data.uniform_(0.5, 1.5)

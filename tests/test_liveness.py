@@ -261,12 +261,12 @@ def test_presentation_rates_from_labels():
 
 # --- the gate ------------------------------------------------------------------------------
 def test_gate_decides_spoof_logs_it_runs_the_hook_and_reports_apcer_bpcer(
-    mobilefacenet_onnx: Path, face_photos: list[Path], attack_frames: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    model_onnx: Path, face_photos: list[Path], attack_frames: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """Liveness is on by default (the suite turns it off for its photo frames: not here)."""
     monkeypatch.delenv("COREFACE_LIVENESS")
     model = tmp_path / "model.onnx"
-    shutil.copy(mobilefacenet_onnx, model)
+    shutil.copy(model_onnx, model)
     enroll = tmp_path / "ann"
     enroll.mkdir()
     shutil.copy(next(p for p in face_photos if p.name == "cfp_401_frontal_01.jpg"), enroll)
@@ -295,10 +295,10 @@ def test_gate_decides_spoof_logs_it_runs_the_hook_and_reports_apcer_bpcer(
     assert "APCER 0.00 %" in " ".join(text.split()) and "BPCER 100.00 %" in " ".join(text.split())
 
 
-def test_profile_pipeline_shows_the_liveness_stage(mobilefacenet_onnx: Path, attack_frames: Path, tmp_path: Path):
-    run_cli("profile", "--pipeline", attack_frames, "--model", mobilefacenet_onnx, "--iterations", "0", "--warmup", "0",
+def test_profile_pipeline_shows_the_liveness_stage(model_onnx: Path, attack_frames: Path, tmp_path: Path):
+    run_cli("profile", "--pipeline", attack_frames, "--model", model_onnx, "--iterations", "0", "--warmup", "0",
             "--liveness", "on", "--out", tmp_path / "on", "--audit", tmp_path / "on.db")  # fmt: skip
-    run_cli("profile", "--pipeline", attack_frames, "--model", mobilefacenet_onnx, "--iterations", "0", "--warmup", "0",
+    run_cli("profile", "--pipeline", attack_frames, "--model", model_onnx, "--iterations", "0", "--warmup", "0",
             "--liveness", "off", "--out", tmp_path / "off", "--audit", tmp_path / "off.db")  # fmt: skip
     on, off = ({r["key"]: r for r in json.loads((tmp_path / arm / "pipeline.json").read_text())["rows"]} for arm in ("on", "off"))
     assert "liveness" not in off and list(on) == [*off][:3] + ["liveness"] + [*off][3:]
