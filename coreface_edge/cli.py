@@ -25,6 +25,7 @@ COMMAND_MODULES = (  # in the order of the job: data -> train -> evaluate -> dep
     "coreface_edge.export.commands",
     "coreface_edge.calibration.commands",
     "coreface_edge.gate.commands",
+    "coreface_edge.fleet.commands",
     "coreface_edge.profiling.commands",
     "coreface_edge.demo.commands",
 )
@@ -32,7 +33,7 @@ COMMAND_MODULES = (  # in the order of the job: data -> train -> evaluate -> dep
 JOBS = """Start with: coreface-edge demo (the whole chain on bundled faces, about a minute on a CPU).
 Jobs, in order: data (prepare-cfp, align, info, pack-rec) -> train, train-bench, models ->
 eval -> export, build (TensorRT) -> calibrate (collect, quantize, fp16) -> enroll, gallery,
-threshold, gate, report -> profile, benchmark."""
+threshold, gate, report -> fleet (many gates, one server) -> profile, benchmark."""
 
 app = typer.Typer(
     name="coreface-edge",
