@@ -5,7 +5,6 @@ per log) and its local id, so a batch pushed again after a crash is recognised b
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,7 +52,7 @@ class Outbox:
         for r in self.log.rows(EVENT_SQL, (self.pushed, limit)):
             local_id, t, *rest, quality, total_ms = r
             out.append((self.event_uuid(local_id), self.gate, self.name, local_id, datetime.fromtimestamp(t, timezone.utc),
-                        *rest, json.loads(quality) if quality else None, total_ms))  # fmt: skip
+                        *rest, quality, total_ms))  # fmt: skip
         return out
 
     def labels(self) -> tuple[list[tuple], float]:

@@ -19,7 +19,7 @@ ROWS_SQL = (
 
 def site_report(store: FleetStore, since: float = 0.0) -> list[dict[str, Any]]:
     """One row per (gate, local day): counts per decision, labelled, false accepts/rejects, FAR, FRR."""
-    with store.conn.transaction():
+    with store.transaction():
         rows = store.conn.execute(ROWS_SQL, (since,)).fetchall()
     groups: dict[tuple[str, str], list[tuple[str, Any]]] = defaultdict(list)
     for gate, t, decision, wrong in rows:

@@ -111,20 +111,19 @@ def check(conn: Any, server: str) -> None:
 
 
 def migrate(conn: Any, server: str) -> list[int]:
-    """Apply the missing migrations (one transaction); returns the versions applied."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now())")
-        found = current_version(conn) or 0
-        if found > LATEST:
-            raise CorefaceError(f"{server}: fleet schema v{found} is newer than this coreface-edge (v{LATEST}): upgrade coreface-edge")
-        applied = []
-        for version, sql in MIGRATIONS:
-            if version > found:
-                for statement in filter(str.strip, sql.split(";")):
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
-                applied.append(version)
+    """Apply the missing migrations (inside the caller's transaction); returns the versions applied."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now())")
+    found = current_version(conn) or 0
+    if found > LATEST:
+        raise CorefaceError(f"{server}: fleet schema v{found} is newer than this coreface-edge (v{LATEST}): upgrade coreface-edge")
+    applied = []
+    for version, sql in MIGRATIONS:
+        if version > found:
+            for statement in filter(str.strip, sql.split(";")):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+            applied.append(version)
     return applied
 
 
@@ -134,22 +133,20 @@ def grant_gate_role(conn: Any, login: str | None = None, password: str | None = 
     in that group (its password set from ``password``)."""
     from psycopg import sql
 
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-        role = sql.Identifier(GATE_ROLE)
-        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (GATE_ROLE,)).fetchone():
-            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(role))
-        database = conn.execute("SELECT current_database()").fetchone()[0]
-        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role))
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
-        for table in GATE_READS:
-            conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(table), role))
-        for table in GATE_INSERTS:
-            conn.execute(sql.SQL("GRANT INSERT ON {} TO {}").format(sql.Identifier(table), role))
-        if login:
-            user = sql.Identifier(login)
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            secret = sql.SQL(" PASSWORD {}").format(sql.Literal(password)) if password else sql.SQL("")
-            conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE{}").format(user, secret))
-            conn.execute(sql.SQL("GRANT {} TO {}").format(role, user))
+    role = sql.Identifier(GATE_ROLE)
+    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (GATE_ROLE,)).fetchone():
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(role))
+    database = conn.execute("SELECT current_database()").fetchone()[0]
+    conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role))
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
+    for table in GATE_READS:
+        conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(table), role))
+    for table in GATE_INSERTS:
+        conn.execute(sql.SQL("GRANT INSERT ON {} TO {}").format(sql.Identifier(table), role))
+    if login:
+        user = sql.Identifier(login)
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        secret = sql.SQL(" PASSWORD {}").format(sql.Literal(password)) if password else sql.SQL("")
+        conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE{}").format(user, secret))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(role, user))

@@ -7,9 +7,10 @@ events are inserted idempotently (their UUID is the key): a batch pushed twice s
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -60,12 +61,26 @@ class FleetStore:
         self.conn = dsns.connect(dsn)
         try:
             if check_schema:
-                with self.conn.transaction():
+                with self.transaction():
                     schema.check(self.conn, self.server)
                 self.register()
         except Exception:
             self.conn.close()
             raise
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """One transaction; server errors become one line (a lost connection: ``Unreachable``)."""
+        pg = dsns.psycopg()
+        try:
+            with self.conn.transaction():
+                yield self.conn
+        except (pg.OperationalError, pg.InterfaceError) as exc:
+            raise dsns.Unreachable(f"{self.server}: lost the connection ({dsns.scrub(self.dsn, exc)})") from None
+        except pg.errors.InsufficientPrivilege as exc:
+            raise CorefaceError(f"{self.server}: {dsns.scrub(self.dsn, exc)} (a gate's login may only read templates and insert events)") from None
+        except pg.Error as exc:
+            raise CorefaceError(f"{self.server}: {dsns.scrub(self.dsn, exc)}") from None
 
     def register(self) -> None:
         from pgvector.psycopg import register_vector
@@ -83,7 +98,7 @@ class FleetStore:
 
     # --- settings ------------------------------------------------------------------------
     def meta(self) -> dict[str, str]:
-        with self.conn.transaction():
+        with self.transaction():
             return dict(self.conn.execute("SELECT key, value FROM fleet_meta").fetchall())
 
     def check_model(self, model: str) -> dict[str, str]:
@@ -125,7 +140,7 @@ class FleetStore:
         if len(dims) != 1:
             raise CorefaceError(f"{self.server}: templates of several sizes {sorted(dims)} refused; nothing stored")
         ids: dict[str, int] = {}
-        with self.conn.transaction():
+        with self.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (schema.LOCK_KEY,))
             self._bind_model(model, dims.pop())
             active = self.conn.execute("SELECT name, name_key, badge FROM persons WHERE revoked IS NULL").fetchall()
@@ -153,7 +168,7 @@ class FleetStore:
 
     def revoke(self, ref: str) -> tuple[int, str]:
         """Revoke one active person (``id:N``, ``badge:B``, ``name:X``, or a bare name or badge)."""
-        with self.conn.transaction():
+        with self.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (schema.LOCK_KEY,))
             active = self.conn.execute("SELECT id, name, name_key, badge FROM persons WHERE revoked IS NULL").fetchall()
             field_, colon, value = ref.partition(":")
@@ -176,7 +191,7 @@ class FleetStore:
     # --- gate: pull, push, mark ----------------------------------------------------------
     def pull(self, cursor: int, model: str, limit: int = PULL_CHANGES) -> Pulled:
         """The next ``limit`` changes after ``cursor``, with the templates of ``model`` only."""
-        with self.conn.transaction():
+        with self.transaction():
             changes = self.conn.execute(
                 "SELECT id, kind, person_id FROM changes WHERE id > %s ORDER BY id LIMIT %s", (cursor, limit)
             ).fetchall()
@@ -201,11 +216,11 @@ class FleetStore:
     def push(self, rows: Sequence[tuple], labels: Iterable[tuple] = ()) -> None:
         """Insert audit events (``EVENT_FIELDS`` order) and labels in one transaction; rows
         already there (a batch pushed again after a crash) are skipped, never duplicated."""
-        with self.conn.transaction(), self.conn.cursor() as cur:
+        with self.transaction(), self.conn.cursor() as cur:
             if rows:
                 cur.executemany(
-                    f"INSERT INTO events ({', '.join(EVENT_FIELDS)}) VALUES ({', '.join(['%s'] * len(EVENT_FIELDS))}) "
-                    "ON CONFLICT (event) DO NOTHING",
+                    f"INSERT INTO events ({', '.join(EVENT_FIELDS)}) VALUES ({', '.join('%s::jsonb' if f == 'quality' else '%s' for f in EVENT_FIELDS)}) "
+                    "ON CONFLICT DO NOTHING",
                     rows,
                 )
             labels = list(labels)
@@ -214,7 +229,7 @@ class FleetStore:
 
     def mark(self, gate: uuid.UUID, name: str, cursor: int, pushed: int, queued: int) -> None:
         """Record that ``gate`` applied changes up to ``cursor`` (revocation propagation) and its queue."""
-        with self.conn.transaction():
+        with self.transaction():
             self.conn.execute(
                 "INSERT INTO gate_syncs (gate, gate_name, cursor, pushed, queued) VALUES (%s, %s, %s, %s, %s)",
                 (gate, name, cursor, pushed, queued),
@@ -222,7 +237,7 @@ class FleetStore:
 
     # --- reading: people, status, propagation, search ------------------------------------
     def people(self) -> list[tuple]:
-        with self.conn.transaction():
+        with self.transaction():
             return self.conn.execute(
                 "SELECT p.id, p.name, p.badge, p.enrolled, p.revoked, COUNT(t.id) FROM persons p "
                 "LEFT JOIN templates t ON t.person_id = p.id GROUP BY p.id ORDER BY p.id"
@@ -230,7 +245,7 @@ class FleetStore:
 
     def status(self) -> tuple[int, list[dict[str, Any]]]:
         """The latest change id, and per gate: last sync, cursor, pushed/queued, events stored."""
-        with self.conn.transaction():
+        with self.transaction():
             latest = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM changes").fetchone()[0]
             rows = self.conn.execute(
                 "SELECT s.gate, s.gate_name, s.at, s.cursor, s.queued, "
@@ -242,7 +257,7 @@ class FleetStore:
 
     def propagation(self) -> list[float]:
         """Seconds from each revocation to each gate that has synced since applying it (server clock)."""
-        with self.conn.transaction():
+        with self.transaction():
             rows = self.conn.execute(
                 "SELECT extract(epoch FROM (SELECT MIN(s.at) FROM gate_syncs s WHERE s.gate = g.gate AND s.cursor >= c.id) - c.at)::float8 "
                 "FROM changes c CROSS JOIN (SELECT DISTINCT gate FROM gate_syncs) g WHERE c.kind = 'revoke'"
@@ -254,7 +269,7 @@ class FleetStore:
         ``exact``: a sequential scan; else the HNSW index (approximate, ``ef_search`` candidates)."""
         dim = int(self.meta()["dim"])
         out = []
-        with self.conn.transaction():
+        with self.transaction():
             if exact:
                 self.conn.execute("SET LOCAL enable_indexscan = off")
             else:
@@ -274,8 +289,9 @@ def init(dsn: str, login: str | None = None, password: str | None = None) -> tup
     """Create or migrate the schema and the gate role; returns (versions applied, fleet_meta)."""
     store = FleetStore(dsn, check_schema=False)
     try:
-        applied = schema.migrate(store.conn, store.server)
-        schema.grant_gate_role(store.conn, login, password)
+        with store.transaction():
+            applied = schema.migrate(store.conn, store.server)
+            schema.grant_gate_role(store.conn, login, password)
         return applied, store.meta()
     finally:
         store.close()

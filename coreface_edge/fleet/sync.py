@@ -16,7 +16,7 @@ from typing import Callable
 
 from ..errors import CorefaceError
 from . import cache
-from .dsn import Unreachable, scrub
+from .dsn import Unreachable, describe_server
 from .outbox import Outbox
 from .store import FleetStore
 
@@ -70,25 +70,18 @@ class SyncAgent:
 
     def sync_once(self) -> bool:
         """Pull every change, push every queued event; True when anything moved."""
-        import psycopg
-
         try:
             store = self._connect()
             moved = self._pull(store) | self._push(store)
             if moved or time.monotonic() - self._marked > MARK_EVERY_S:
                 store.mark(self.outbox.gate, self.outbox.name, self.state.cursor, self.outbox.pushed, self.outbox.queued())
                 self._marked = time.monotonic()
-        except psycopg.Error as exc:  # the server went away mid-round (killed, restarted, network cut)
-            self._drop()
-            raise Unreachable(f"{self._server()}: lost the connection ({scrub(self.dsn, exc)})") from None
-        except CorefaceError:
+        except CorefaceError:  # the server went away mid-round (Unreachable), or refused something
             self._drop()
             raise
         return moved
 
     def _server(self) -> str:
-        from .dsn import describe_server
-
         return describe_server(self.dsn)
 
     def _pull(self, store: FleetStore) -> bool:
@@ -165,7 +158,8 @@ class SyncAgent:
                 try:
                     self.sync_once()
                 except CorefaceError as exc:
-                    self.on_event("fleet_offline", f"{exc}; {self.outbox.queued()} events stay queued for the next sync")
+                    kind = "fleet_offline" if isinstance(exc, Unreachable) else "fleet_error"
+                    self.on_event(kind, f"{exc}; {self.outbox.queued()} events stay queued for the next sync")
         if self._closed is None:
             self._closed = self.summary()
             self._drop()
