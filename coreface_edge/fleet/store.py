@@ -58,6 +58,7 @@ class FleetStore:
 
     def __init__(self, dsn: str, check_schema: bool = True) -> None:
         self.dsn, self.server = dsn, dsns.describe_server(dsn)
+        self._dim: int | None = None
         self.conn = dsns.connect(dsn)
         try:
             if check_schema:
@@ -167,7 +168,8 @@ class FleetStore:
         return ids
 
     def revoke(self, ref: str) -> tuple[int, str]:
-        """Revoke one active person (``id:N``, ``badge:B``, ``name:X``, or a bare name or badge)."""
+        """Revoke one active person (``id:N``, ``badge:B``, ``name:X``, or a bare name or badge):
+        their templates are deleted (the person row stays, with the time, for the audit)."""
         with self.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (schema.LOCK_KEY,))
             active = self.conn.execute("SELECT id, name, name_key, badge FROM persons WHERE revoked IS NULL").fetchall()
@@ -185,6 +187,7 @@ class FleetStore:
                 raise CorefaceError(f"{self.server}: {ref!r} matches {len(matches)} people: {names}; nothing done: use id:N")
             person_id, name = matches[0][0], matches[0][1]
             self.conn.execute("UPDATE persons SET revoked = clock_timestamp() WHERE id = %s", (person_id,))
+            self.conn.execute("DELETE FROM templates WHERE person_id = %s", (person_id,))
             self.conn.execute("INSERT INTO changes (kind, person_id) VALUES ('revoke', %s)", (person_id,))
         return person_id, name
 
@@ -265,20 +268,18 @@ class FleetStore:
         return [r[0] for r in rows if r[0] is not None]
 
     def search(self, queries: np.ndarray, k: int = 1, exact: bool = True, ef_search: int = 40) -> list[list[tuple[int, float]]]:
-        """1:N on the server: the ``k`` best (person id, cosine) per query over active people;
-        ``exact``: a sequential scan; else the HNSW index (approximate, ``ef_search`` candidates)."""
-        dim = int(self.meta()["dim"])
+        """1:N on the server: the ``k`` best (person id, cosine) per query (revoked people have no
+        templates left); ``exact``: a sequential scan, else the HNSW index (``ef_search`` candidates)."""
+        if self._dim is None:
+            self._dim = int(self.meta()["dim"])
+        column = f"embedding::vector({self._dim})"
         out = []
         with self.transaction():
-            if exact:
-                self.conn.execute("SET LOCAL enable_indexscan = off")
-            else:
-                self.conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+            self.conn.execute("SET LOCAL enable_indexscan = off" if exact else f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
             for q in np.atleast_2d(queries).astype(np.float32):
                 rows = self.conn.execute(
-                    f"SELECT t.person_id, -(t.embedding::vector({dim}) <#> %s::vector({dim})) FROM templates t "
-                    f"JOIN persons p ON p.id = t.person_id AND p.revoked IS NULL "
-                    f"ORDER BY t.embedding::vector({dim}) <#> %s::vector({dim}) LIMIT %s",
+                    f"SELECT person_id, -({column} <#> %s::vector({self._dim})) FROM templates "
+                    f"ORDER BY {column} <#> %s::vector({self._dim}) LIMIT %s",
                     (q, q, k),
                 ).fetchall()
                 out.append([(int(a), float(b)) for a, b in rows])
