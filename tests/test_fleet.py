@@ -64,10 +64,6 @@ def kill_server() -> None:
     (_server_dir() / "data" / "postmaster.pid").unlink(missing_ok=True)
 
 
-def fleet_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run_cli("fleet", *args, check=check, timeout=120)
-
-
 def sql(dsn: str, query: str, args: tuple = ()) -> list[tuple]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         cur = conn.execute(query, args)
@@ -92,7 +88,7 @@ def fleet(tmp_path: Path) -> dict[str, str]:
     files["gate"].write_text(gate + "\n")
     os.environ["COREFACE_FLEET_GATE_PASSWORD"] = GATE_PASSWORD
     try:
-        out = fleet_cli("init", "--dsn", f"@{files['admin']}", "--gate-login", "cf_gate").stdout
+        out = run_cli("fleet", "init", "--dsn", f"@{files['admin']}", "--gate-login", "cf_gate").stdout
     finally:
         del os.environ["COREFACE_FLEET_GATE_PASSWORD"]
     assert "fleet store ready" in out and GATE_PASSWORD not in out
@@ -168,7 +164,7 @@ def test_bad_servers_are_one_line_without_the_password(tmp_path: Path):
     """Unreachable server, malformed string: one line, exit 2, no password, no traceback."""
     for dsn, expected in (("postgresql://gate:hunter2@127.0.0.1:1/site", "cannot connect"),
                           ("host=127.0.0.1 password=hunter2 dbname", "not a valid connection string")):  # fmt: skip
-        proc = fleet_cli("status", "--dsn", dsn, check=False)
+        proc = run_cli("fleet", "status", "--dsn", dsn, check=False)
         assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
         assert "hunter2" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
@@ -176,7 +172,7 @@ def test_bad_servers_are_one_line_without_the_password(tmp_path: Path):
 
 # --- with the server -------------------------------------------------------------------------
 def test_init_is_versioned_and_the_gate_role_is_least_privilege(fleet: dict[str, str]):
-    again = fleet_cli("init", "--dsn", fleet["admin_at"]).stdout
+    again = run_cli("fleet", "init", "--dsn", fleet["admin_at"]).stdout
     assert "none (up to" in again  # nothing applied twice
     assert sql(fleet["admin"], "SELECT version FROM schema_version") == [(1,)]
     sql(fleet["gate"], "SELECT COUNT(*) FROM templates")
@@ -195,29 +191,31 @@ def test_a_newer_schema_and_a_wrong_password_are_refused(fleet: dict[str, str]):
         assert proc.returncode == 2 and "schema v99 is newer than this coreface-edge (v1)" in proc.stderr
     assert sql(fleet["admin"], "SELECT MAX(version) FROM schema_version") == [(99,)]  # nothing touched
     wrong = fleet["gate"].replace(GATE_PASSWORD, "not-it")
-    proc = fleet_cli("status", "--dsn", wrong, check=False)
+    proc = run_cli("fleet", "status", "--dsn", wrong, check=False)
     assert proc.returncode == 2 and "password authentication failed" in proc.stderr and "not-it" not in proc.stderr
 
 
 def test_enroll_revoke_and_templates_of_another_model(fleet: dict[str, str], site: dict[str, Path], tmp_path: Path):  # noqa: F811
-    out = fleet_cli("enroll", str(site["gallery"]), "--dsn", fleet["admin_at"]).stdout
+    out = run_cli("fleet", "enroll", str(site["gallery"]), "--dsn", fleet["admin_at"]).stdout
     assert "enrolled 3 people" in out
     people = sql(fleet["admin"], "SELECT name, badge, vector_dims(t.embedding) FROM persons p JOIN templates t ON t.person_id = p.id ORDER BY name")
     with Gallery(site["gallery"]) as g:
         dim = g.matrix(g.model).embeddings.shape[1]
     assert people == [("ann", "100", dim), ("bob", "101", dim), ("cid", "102", dim)]  # the model's size, whatever it is
-    again = fleet_cli("enroll", str(site["gallery"]), "--dsn", fleet["admin_at"], check=False)
+    again = run_cli("fleet", "enroll", str(site["gallery"]), "--dsn", fleet["admin_at"], check=False)
     assert again.returncode == 2 and "'ann' is already enrolled" in again.stderr
     other = tmp_path / "other.db"  # the same people, "embedded" by another model
     with Gallery(site["gallery"]) as g, Gallery(other, create=True) as o:
         m = g.matrix(g.model)
         o.add_person("dan", m.embeddings[:1], "f" * 64)
-    refused = fleet_cli("enroll", str(other), "--dsn", fleet["admin_at"], check=False)
+    refused = run_cli("fleet", "enroll", str(other), "--dsn", fleet["admin_at"], check=False)
     assert refused.returncode == 2 and "refused: the fleet holds model" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     assert sql(fleet["admin"], "SELECT COUNT(*) FROM persons") == [(3,)]  # nothing stored
-    assert "revoked 'bob'" in fleet_cli("revoke", "badge:101", "--dsn", fleet["admin_at"]).stdout
-    assert fleet_cli("revoke", "bob", "--dsn", fleet["admin_at"], check=False).returncode == 2  # no longer active
+    assert "revoked 'bob'" in run_cli("fleet", "revoke", "badge:101", "--dsn", fleet["admin_at"]).stdout
+    listing = " ".join(run_cli("fleet", "people", "--dsn", fleet["admin_at"]).stdout.split())
+    assert "3 people" in listing and "bob" in listing  # the revoked stay listed, with the time
+    assert run_cli("fleet", "revoke", "bob", "--dsn", fleet["admin_at"], check=False).returncode == 2  # no longer active
     hits = [row[0][1] for row in fleet_search(fleet["admin"], m.embeddings)]
     assert hits[0] == "ann" and hits[1] != "bob" and hits[2] == "cid"  # bob's own template finds someone else: revoked
 
@@ -234,7 +232,7 @@ def fleet_search(dsn: str, queries: np.ndarray) -> list[list[tuple[float, str]]]
 
 
 def test_a_gate_with_another_model_is_refused_in_one_line(fleet: dict[str, str], site: dict[str, Path], frames: Path, tmp_path: Path):  # noqa: F811
-    fleet_cli("enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
+    run_cli("fleet", "enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
     sql(fleet["admin"], "UPDATE fleet_meta SET value = %s WHERE key = 'model'", ("e" * 64,))
     proc = subprocess.run(gate_cmd(site, frames, tmp_path, "g1", fleet["gate_at"]), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "the fleet's templates come from model eeeeeeeeeeee" in proc.stderr
@@ -244,7 +242,7 @@ def test_a_gate_with_another_model_is_refused_in_one_line(fleet: dict[str, str],
 def test_three_gates_share_one_server_and_all_see_a_revocation(fleet: dict[str, str], site: dict[str, Path], frames: Path, tmp_path: Path):  # noqa: F811
     """3 gate processes at once: each pulls the fleet's gallery into its cache, decides, and
     pushes every decision exactly once; after a revocation no gate accepts that person."""
-    fleet_cli("enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
+    run_cli("fleet", "enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
     names = ("dock", "hall", "lab")
     procs = [subprocess.Popen(gate_cmd(site, frames, tmp_path, n, fleet["gate_at"]), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for n in names]  # fmt: skip
@@ -257,18 +255,18 @@ def test_three_gates_share_one_server_and_all_see_a_revocation(fleet: dict[str, 
         local = local_events(tmp_path / f"{n}.audit.db")
         assert len(local) == 15 and central_events(fleet["admin"], n) == local
         assert {p for _, d, p in local if d == "accept"} == set(PEOPLE)
-    fleet_cli("revoke", "name:ANN", "--dsn", fleet["admin_at"])
+    run_cli("fleet", "revoke", "name:ANN", "--dsn", fleet["admin_at"])
     for n in names:  # the next run of every gate starts from a synced cache
         out = subprocess.run(gate_cmd(site, frames, tmp_path, n, fleet["gate_at"]), capture_output=True, text=True, timeout=300, check=True).stdout
         assert "ann" not in {d["person"] for d in decisions(out) if d["decision"] == "accept"}
         with Gallery(tmp_path / f"{n}.cache.db") as cache:
             assert [p.name for p in cache.persons()] == ["bob", "cid"]
     assert len(central_events(fleet["admin"])) == 90
-    report = fleet_cli("report", "--dsn", fleet["admin_at"], "--json", str(tmp_path / "site.json")).stdout
+    report = run_cli("fleet", "report", "--dsn", fleet["admin_at"], "--json", str(tmp_path / "site.json")).stdout
     rows = json.loads((tmp_path / "site.json").read_text())
     assert sorted(r["gate"] for r in rows) == sorted(names) and sum(r["events"] for r in rows) == 90
     assert "site report: 90 decisions from 3 gates" in " ".join(report.split())
-    status = fleet_cli("status", "--dsn", fleet["gate_at"], check=False)  # a gate's login cannot read the central audit
+    status = run_cli("fleet", "status", "--dsn", fleet["gate_at"], check=False)  # a gate's login cannot read the central audit
     assert status.returncode == 2 and "permission denied" in status.stderr and "Traceback" not in status.stderr
 
 
@@ -278,7 +276,7 @@ def sync_cmd(site: dict[str, Path], work: Path, name: str, fleet_at: str, *extra
 
 
 def test_revocation_reaches_every_running_gate_within_seconds(fleet: dict[str, str], site: dict[str, Path], tmp_path: Path):  # noqa: F811
-    fleet_cli("enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
+    run_cli("fleet", "enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
     names = ("dock", "hall", "lab")
     agents = [subprocess.Popen(sync_cmd(site, tmp_path, n, fleet["gate_at"], "--loop", "--every", "0.5"), stderr=subprocess.PIPE, text=True)
               for n in names]  # fmt: skip
@@ -292,7 +290,7 @@ def test_revocation_reaches_every_running_gate_within_seconds(fleet: dict[str, s
                 return who in [p.name for p in g.persons()]
 
         wait_for(lambda: all(holds(c, "bob") for c in caches), 60, "the first sync of 3 agents")
-        fleet_cli("revoke", "bob", "--dsn", fleet["admin_at"])
+        run_cli("fleet", "revoke", "bob", "--dsn", fleet["admin_at"])
         took = wait_for(lambda: not any(holds(c, "bob") for c in caches), 30, "the revocation in every cache")
         assert took < 10
     finally:
@@ -300,12 +298,12 @@ def test_revocation_reaches_every_running_gate_within_seconds(fleet: dict[str, s
             agent.send_signal(signal.SIGTERM)
         for agent in agents:
             assert agent.wait(timeout=30) == 0, agent.stderr.read()
-    status = fleet_cli("status", "--dsn", fleet["admin_at"]).stdout
+    status = run_cli("fleet", "status", "--dsn", fleet["admin_at"]).stdout
     assert "3 gates" in status and "revocation propagation over 3" in status
 
 
 def test_kill_9_of_a_sync_agent_mid_push_loses_and_duplicates_nothing(fleet: dict[str, str], site: dict[str, Path], tmp_path: Path):  # noqa: F811
-    fleet_cli("enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
+    run_cli("fleet", "enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
     n = 3000
     synthetic_audit(tmp_path / "g.audit.db", n)
     agent = subprocess.Popen(sync_cmd(site, tmp_path, "g", fleet["gate_at"], "--batch", "20"), stderr=subprocess.PIPE, text=True)
@@ -321,7 +319,7 @@ def test_kill_9_of_a_sync_agent_mid_push_loses_and_duplicates_nothing(fleet: dic
 
 
 def test_kill_9_of_the_server_mid_push_loses_and_duplicates_nothing(fleet: dict[str, str], site: dict[str, Path], tmp_path: Path):  # noqa: F811
-    fleet_cli("enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
+    run_cli("fleet", "enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
     n = 3000
     synthetic_audit(tmp_path / "g.audit.db", n)
     agent = subprocess.Popen(sync_cmd(site, tmp_path, "g", fleet["gate_at"], "--loop", "--every", "0.2", "--batch", "20"),
@@ -346,7 +344,7 @@ def test_gates_keep_deciding_while_the_server_is_down_and_catch_up(fleet: dict[s
     """Server stopped: a gate with a cache starts, decides every frame from it and queues the
     events on disk; a gate without a cache refuses to start; back up, one sync catches up.
     Then kill -9 of a gate mid-run: what it committed reaches the server once."""
-    fleet_cli("enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
+    run_cli("fleet", "enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
     subprocess.run(gate_cmd(site, frames, tmp_path, "dock", fleet["gate_at"]), capture_output=True, timeout=300, check=True)
     server("stop")
     try:
