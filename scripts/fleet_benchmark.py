@@ -112,7 +112,8 @@ def timed(fn, probes: np.ndarray) -> tuple[list[int], list[float]]:
     return found, ms
 
 
-def search_part(server: Path, sizes: list[int], dim: int, model: str, queries: int, noise: float) -> list[dict]:
+def search_part(server: Path, sizes: list[int], dim: int, model: str, queries: int, noise: float,
+                pg_ef: list[int], faiss_ef: list[int]) -> list[dict]:  # fmt: skip
     import faiss
 
     faiss.omp_set_num_threads(1)
@@ -130,14 +131,15 @@ def search_part(server: Path, sizes: list[int], dim: int, model: str, queries: i
         hnsw.hnsw.efConstruction = 64
         hnsw.add(gallery)
         build = time.perf_counter() - started
-        hnsw.hnsw.efSearch = 64
-        found, ms = timed(lambda q: hnsw.search(q[None], 1)[1][0, 0], probes)
-        results["FAISS HNSW (M 32, ef 64)"] = (found, ms, build)
+        for ef in faiss_ef:
+            hnsw.hnsw.efSearch = ef
+            found, ms = timed(lambda q: hnsw.search(q[None], 1)[1][0, 0], probes)
+            results[f"FAISS HNSW (M 32, ef {ef})"] = (found, ms, build)
         database = Database(server)
         try:
             row_of, build = load_pgvector(database, gallery, model)
             with FleetStore(database.dsn) as store:
-                for label, exact, ef in (("pgvector exact", True, 0), ("pgvector HNSW (m 16, ef 40)", False, 40), ("pgvector HNSW (m 16, ef 100)", False, 100)):
+                for label, exact, ef in (("pgvector exact", True, 0), *((f"pgvector HNSW (m 16, ef {ef})", False, ef) for ef in pg_ef)):
                     store.search(probes[:3], exact=exact, ef_search=ef or 40)  # warm the cache
                     found, ms = timed(lambda q: row_of[store.search(q, exact=exact, ef_search=ef or 40)[0][0][0]], probes)
                     results[label] = (found, ms, 0.0 if exact else build)
@@ -246,6 +248,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=MODEL, help="The gates' model (its fingerprint and embedding size).")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--pg-ef", type=int, nargs="+", default=[40, 100], help="pgvector hnsw.ef_search values.")
+    parser.add_argument("--faiss-ef", type=int, nargs="+", default=[64], help="FAISS HNSW efSearch values.")
     parser.add_argument("--noise", type=float, default=0.8, help="Probe noise (relative norm): cosine to its own template ~0.78.")
     parser.add_argument("--events", type=int, default=20000, help="Queued events per gate for the ingestion part.")
     parser.add_argument("--revocations", type=int, default=30)
@@ -258,7 +262,7 @@ def main() -> None:
     dim = int(backend.embed(load_parity_crops()[:1]).shape[1])
     out = {"machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs", "dim": dim, "model": model[:12]}
     if "search" in args.parts:
-        out["search"] = search_part(args.server, args.sizes, dim, model, args.queries, args.noise)
+        out["search"] = search_part(args.server, args.sizes, dim, model, args.queries, args.noise, args.pg_ef, args.faiss_ef)
     if "ingest" in args.parts:
         out["ingest"] = ingest_part(args.server, args.model, model, dim, args.events)
     if "propagation" in args.parts:

@@ -129,14 +129,15 @@ def fleet_sync(
     from .dsn import resolve
     from .sync import SyncAgent
 
+    stop = threading.Event()
+    if loop:  # from the start: a stop that arrives while the model opens still ends cleanly
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
     _, fingerprint = open_model(model)
     agent = SyncAgent(resolve(dsn), gallery, audit, fingerprint, name, every_s=every, batch=batch)
     console = Console(stderr=True)
     try:
         if loop:
-            stop = threading.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
             agent.on_event = lambda kind, detail: console.print(f"{kind}: {detail}", highlight=False)
             agent.run(stop)
         else:

@@ -275,7 +275,11 @@ class FleetStore:
         column = f"embedding::vector({self._dim})"
         out = []
         with self.transaction():
-            self.conn.execute("SET LOCAL enable_indexscan = off" if exact else f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+            if exact:
+                self.conn.execute("SET LOCAL enable_indexscan = off")
+            else:  # the index even where the planner would price a scan lower (small tables, large ef_search)
+                self.conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+                self.conn.execute("SET LOCAL enable_seqscan = off")
             for q in np.atleast_2d(queries).astype(np.float32):
                 rows = self.conn.execute(
                     f"SELECT person_id, -({column} <#> %s::vector({self._dim})) FROM templates "

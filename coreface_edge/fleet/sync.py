@@ -50,6 +50,7 @@ class SyncAgent:
         self.state = SyncState(cursor=cache.cursor(self.cache))
         self.on_event: Callable[[str, str], None] = lambda kind, detail: None
         self._store: FleetStore | None = None
+        self.store_id = ""  # the server's store id, once connected
         self._marked = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
