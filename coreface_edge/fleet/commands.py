@@ -39,7 +39,7 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> Table:
 
 @fleet_app.command("init")
 def fleet_init(
-    dsn: Optional[str] = typer.Option(None, help=DSN_HELP + " Needs an owner of the database (creates tables and roles)."),
+    dsn: Optional[str] = typer.Option(None, help=DSN_HELP + " Needs a superuser the first time (creates the vector extension, tables and the gate role)."),
     gate_login: Optional[str] = typer.Option(None, help=f"Also create (or update) this login role for gates, with the gate privileges only; its password from ${GATE_PASSWORD_ENV}."),
 ) -> None:
     """Create or migrate the fleet schema (versioned) and the least-privilege gate role."""
