@@ -257,6 +257,8 @@ def test_three_gates_share_one_server_and_all_see_a_revocation(fleet: dict[str, 
         local = local_events(tmp_path / f"{n}.audit.db")
         assert len(local) == 15 and central_events(fleet["admin"], n) == local
         assert {p for _, d, p in local if d == "accept"} == set(PEOPLE)
+    first_accept = next(i for i, d, _ in local_events(tmp_path / "dock.audit.db") if d == "accept")
+    run_cli("report", "label", str(tmp_path / "dock.audit.db"), str(first_accept), "--wrong")  # travels with the next push
     run_cli("fleet", "revoke", "name:ANN", "--dsn", fleet["admin_at"])
     procs = [subprocess.Popen(gate_cmd(site, frames, tmp_path, n, fleet["gate_at"]), stdout=subprocess.PIPE, text=True) for n in names]
     for n, proc in zip(names, procs):  # the next run of every gate starts from a synced cache
@@ -268,6 +270,9 @@ def test_three_gates_share_one_server_and_all_see_a_revocation(fleet: dict[str, 
     report = run_cli("fleet", "report", "--dsn", fleet["admin_at"], "--json", str(tmp_path / "site.json")).stdout
     rows = json.loads((tmp_path / "site.json").read_text())
     assert sorted(r["gate"] for r in rows) == sorted(names) and sum(r["events"] for r in rows) == 90
+    dock = [r for r in rows if r["gate"] == "dock"]
+    assert sum(r["labelled"] for r in dock) == sum(r["false_accepts"] for r in dock) == 1
+    assert sum(r["labelled"] for r in rows) == 1 and all(r["far"] is not None for r in dock)
     assert "site report: 90 decisions from 3 gates" in " ".join(report.split())
     status = run_cli("fleet", "status", "--dsn", fleet["gate_at"], check=False)  # a gate's login cannot read the central audit
     assert status.returncode == 2 and "permission denied" in status.stderr and "Traceback" not in status.stderr

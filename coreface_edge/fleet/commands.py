@@ -66,7 +66,7 @@ def fleet_enroll(
     from ..gate.gallery import read_people
 
     model, people = read_people(source)
-    with _store(dsn) as store:
+    with _store(dsn) as store, Console(stderr=True).status(f"enrolling {len(people)} people from {source} (one transaction)"):
         ids = store.enroll(model, people)
     rows = [(ids[name], name, people[name]["badge"], len(people[name]["rows"])) for name in sorted(ids, key=ids.get)]
     Console().print(_table(f"enrolled {len(ids)} people in the fleet (model {model[:12]})", ("id", "name", "badge", "templates"), rows))
