@@ -26,6 +26,7 @@ COMMAND_MODULES = (  # in the order of the job: data -> train -> evaluate -> dep
     "coreface_edge.calibration.commands",
     "coreface_edge.gate.commands",
     "coreface_edge.liveness.commands",
+    "coreface_edge.fleet.commands",
     "coreface_edge.profiling.commands",
     "coreface_edge.demo.commands",
 )
@@ -33,7 +34,7 @@ COMMAND_MODULES = (  # in the order of the job: data -> train -> evaluate -> dep
 JOBS = """Start with: coreface-edge demo (the whole chain on bundled faces, no download; it prints how long it took).
 Jobs, in order: data (prepare-cfp, align, info, pack-rec) -> train, train-bench, models ->
 eval -> export, build (TensorRT) -> calibrate (collect, quantize, fp16) -> enroll, gallery,
-threshold, gate, report, liveness -> profile, benchmark."""
+threshold, gate, report, liveness -> fleet (many gates, one server) -> profile, benchmark."""
 
 app = typer.Typer(
     name="coreface-edge",

@@ -212,6 +212,7 @@ def gate_command(
     refine_landmarks: bool = typer.Option(True, "--refine-landmarks/--no-refine-landmarks", help="Faces small in the detector's view (< 64 px) get their landmarks from a second, full-resolution detection: better scores for far faces, a few ms per such face."),
     backend: Optional[str] = typer.Option(None, help="Force a backend: onnxruntime, tensorrt or torch."),
     threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime: intra-op threads."),
+    fleet: Optional[str] = typer.Option(None, "--fleet", help="Join a fleet: its server as @FILE (a file holding the connection string), 'env' ($COREFACE_FLEET_DSN) or a connection string without password (~/.pgpass). --gallery becomes the local cache of the fleet's gallery, the audit log its outbox (docs/fleet.md)."),
 ) -> None:
     """Run the gate: decisions as JSON lines on stdout, every decision in the audit log."""
     from ..face.quality import AcceptMinimum
@@ -238,8 +239,15 @@ def gate_command(
         raise CorefaceError("--liveness off: --liveness-threshold and --on-spoof need the liveness check on")
     checker = liveness_option(liveness, liveness_threshold, liveness_device)
     console = Console(stderr=True)
-    with contextlib.closing(GalleryWatcher(gallery)) as watcher:  # reloaded when the file changes; a bad file is refused first
+    link, offline = None, None
+    if fleet:  # the fleet's gallery is pulled into --gallery (its local cache) before the gate opens it
+        from ..fleet.gate import join_fleet
+
         embedder, fingerprint = open_model(model, backend, **_model_options(threads))
+        link, offline = join_fleet(fleet, gallery, audit, fingerprint, camera_name or source)
+    with contextlib.closing(link) if link else contextlib.nullcontext(), contextlib.closing(GalleryWatcher(gallery)) as watcher:
+        if link is None:  # reloaded when the file changes; a bad file is refused before the model is opened
+            embedder, fingerprint = open_model(model, backend, **_model_options(threads))
         matrix = watcher.load(fingerprint)
         if badge:
             matrix.index_of_badge(badge)
@@ -252,7 +260,7 @@ def gate_command(
         if gpio_pin is not None:
             actions.append(GpioPulse(gpio_pin))
         camera = camera_name or source
-        emit = lambda line: print(line, flush=True)  # noqa: E731
+        emit = _locked_print()
         announce = lambda kind, detail: loop.event(kind, detail)  # noqa: E731 - ``loop`` is bound below
         opened = open_source(source, on_event=announce)
         with AuditLog(audit) as log, progress_bar(console) as progress:
@@ -286,12 +294,31 @@ def gate_command(
                 _warn_weak_model(console, stored.tar, stored.far_target)
             if stored is not None and not (badge or badge_command):
                 _warn_open_set(console, stored.far, len(matrix), len(matrix.embeddings))
+            if link is not None:
+                link.start(announce)
+                if offline:
+                    announce("fleet_offline", offline)
             frames = opened.frames
             if opened.total:  # a file: show how far through it the gate is
                 frames = _advancing(frames, advancer(progress, progress.add_task(f"gate on {Path(source).name}", total=opened.total)))
             summary = loop.run(frames, max_frames).summary()
+            if link is not None:  # after the run is closed in the log: its last events are pushed too
+                summary["fleet"] = link.close()
         emit(json.dumps({"event": "summary", "camera": camera, **summary}))
         _print_summary(console, summary, profile)
+
+
+def _locked_print() -> Callable[[str], None]:
+    """print() for decisions and events from the loop and the fleet's sync thread, a whole line at a time."""
+    import threading
+
+    lock = threading.Lock()
+
+    def emit(line: str) -> None:
+        with lock:
+            print(line, flush=True)
+
+    return emit
 
 
 WEAK_MODEL_TAR = 0.8  # below this expected TAR at the operating point, say it loudly at start
@@ -352,6 +379,8 @@ def _print_summary(console: Console, summary: dict[str, Any], profile: bool) -> 
         table.add_row(label, str(summary[key]))
     for kind, count in summary["decisions"].items():
         table.add_row(kind, str(count), style="bold")
+    if "fleet" in summary:
+        table.add_row("fleet: events pushed / still queued", f"{summary['fleet']['pushed']} / {summary['fleet']['queued']}")
     console.print(table)
     if not profile:
         return
