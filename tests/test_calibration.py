@@ -86,7 +86,7 @@ def test_collect_refuses_a_tiny_set(tmp_path: Path) -> None:
     assert re.search(r"found \d faces, need at least 32", proc.stderr) and proc.stderr.count("\n") == 1
 
 
-def test_tensorrt_target_is_symmetric_qdq_and_runs_in_ort(quantized_trt: Path, holdout_dir: Path) -> None:
+def test_tensorrt_target_is_symmetric_qdq_and_runs_in_ort(quantized_trt: Path, holdout_dir: Path, model_onnx: Path) -> None:
     model = onnx.load(str(quantized_trt))
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("QuantizeLinear") > 20 and ops.count("DequantizeLinear") > ops.count("QuantizeLinear")
@@ -95,10 +95,10 @@ def test_tensorrt_target_is_symmetric_qdq_and_runs_in_ort(quantized_trt: Path, h
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)  # no int32 bias Q/DQ either
     per_channel = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and inits.get(n.input[1], np.zeros(())).size > 1]
     assert per_channel  # per-channel weight scales
-    backend = open_backend(quantized_trt, threads=2)
-    assert backend.contract.architecture == "mobilefacenet"
+    backend, source = open_backend(quantized_trt, threads=2), open_backend(model_onnx).contract
+    assert backend.contract.architecture == source.architecture
     embeddings = backend.embed(np.stack([np.zeros((112, 112, 3), np.uint8)] * 2))
-    assert embeddings.shape == (2, 512) and np.isfinite(embeddings).all()
+    assert embeddings.shape == (2, source.embedding_size) and np.isfinite(embeddings).all()
     report = json.loads(quantized_trt.with_suffix(".report.json").read_text())
     assert report["guard"]["passed"] and report["scheme"]["target"] == "tensorrt" and len(report["ranges"]) > 50
     assert [r["batch"] for r in report["speed"]] == [1, 8]
@@ -134,7 +134,7 @@ def add_outlier_channel(src: Path, dst: Path, factor: float = 1e4) -> Path:
     """A copy of ``src`` with one activation channel scaled up by ``factor`` and back down right after.
 
     Two depthwise 1x1 convolutions (exact under per-channel weight quantization) around the
-    first PReLU's output: the function is unchanged in float, but the tensor between them has
+    first activation's output (PReLU or ReLU, right after a convolution): the function is unchanged in float, but the tensor between them has
     one huge channel, so its single INT8 activation scale wipes out every other channel -- the
     outlier-channel failure sensitivity analysis must find and leave in float.
     """
@@ -142,8 +142,9 @@ def add_outlier_channel(src: Path, dst: Path, factor: float = 1e4) -> Path:
 
     model = onnx.load(str(src))
     graph = model.graph
-    prelu = next(n for n in graph.node if n.op_type == "PRelu")
-    channels = next(numpy_helper.to_array(i) for i in graph.initializer if i.name == prelu.input[1]).size
+    prelu = next(n for n in graph.node if n.op_type in ("PRelu", "Relu"))
+    conv = next(n for n in graph.node if prelu.input[0] in n.output)
+    channels = next(numpy_helper.to_array(i) for i in graph.initializer if i.name == conv.input[1]).shape[0]
     up = np.ones((channels, 1, 1, 1), np.float32)
     up[0] = factor
     graph.initializer.extend([numpy_helper.from_array(up, "outlier_up"), numpy_helper.from_array(1 / up, "outlier_down")])

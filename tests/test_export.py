@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ def test_parity_images_folder_detects_and_aligns_photos(face_photos: list[Path],
         load_parity_crops(tmp_path / "nope")
 
 
-def _check_exported_graph(path: Path, checkpoint: Path, architecture: str) -> None:
+def _check_exported_graph(path: Path, checkpoint: Path, architecture: str, embedding_size: int) -> None:
     from coreface_edge.models import checkpoint_fingerprint
 
     model = onnx.load(str(path))
@@ -77,13 +78,14 @@ def _check_exported_graph(path: Path, checkpoint: Path, architecture: str) -> No
     contract = contract_of(model, str(path))
     assert contract == InputContract.from_json(meta[CONTRACT_METADATA_KEY])
     assert contract.architecture == architecture and contract.fingerprint == checkpoint_fingerprint(checkpoint)
-    assert meta["source_checkpoint_sha256"] == contract.fingerprint and meta["embedding_size"] == "512"
+    assert meta["source_checkpoint_sha256"] == contract.fingerprint and meta["embedding_size"] == str(embedding_size)
     assert meta["input_name"] == model.graph.input[0].name and meta["input_layout"] == "NCHW" and meta["input_dtype"] == "float32"
     assert meta["normalization"].startswith("(x - 127.5) / 127.5, RGB")
 
 
-def test_mobilefacenet_export_graph_and_metadata(model_onnx: Path, model_artifact: Path) -> None:
-    _check_exported_graph(model_onnx, model_artifact, "mobilefacenet")
+def test_shipped_model_export_graph_and_metadata(model_onnx: Path, model_artifact: Path) -> None:
+    sidecar = json.loads(model_artifact.with_suffix(".json").read_text())
+    _check_exported_graph(model_onnx, model_artifact, sidecar["architecture"], sidecar["embedding_size"])
 
 
 @pytest.mark.parametrize("architecture", ["iresnet18", pytest.param("iresnet50", marks=pytest.mark.slow)])
@@ -92,7 +94,7 @@ def test_iresnet_export_parity(architecture: str, tmp_path: Path, parity_faces: 
     result = export_onnx(checkpoint, tmp_path / f"{architecture}.onnx", ExportOptions(), parity_faces)
     assert result.parity.passed and result.parity.faces == 8 and result.parity.min_cosine >= 0.9999
     assert result.opset == 17 and result.size_bytes == result.path.stat().st_size > 50e6
-    _check_exported_graph(result.path, checkpoint, architecture)
+    _check_exported_graph(result.path, checkpoint, architecture, 512)
     ref = open_backend(checkpoint).embed(parity_faces)
     out = open_backend(result.path).embed(parity_faces)
     assert compare_embeddings(ref, out).min_cosine >= 0.9999

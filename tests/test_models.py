@@ -74,8 +74,8 @@ def faces(face_photos) -> torch.Tensor:
 
 
 def test_registry_lists_and_rejects_unknown() -> None:
-    assert list_backbones() == ["iresnet100", "iresnet18", "iresnet34", "iresnet50", "mobilefacenet"]
-    with pytest.raises(CorefaceError, match="unknown backbone 'resnet9'; known: iresnet100, .*mobilefacenet"):
+    assert list_backbones() == ["dlib_resnet", "iresnet100", "iresnet18", "iresnet34", "iresnet50", "mobilefacenet"]
+    with pytest.raises(CorefaceError, match="unknown backbone 'resnet9'; known: dlib_resnet, iresnet100, .*mobilefacenet"):
         build_backbone("resnet9")
     with pytest.raises(CorefaceError, match="mobilefacenet: bad arguments"):
         build_backbone("mobilefacenet", depth=3)
@@ -243,6 +243,6 @@ def test_models_cli(tmp_path) -> None:
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = run_cli("models", "bench", "resnet9", check=False)
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == ["error: unknown backbone 'resnet9'; known: iresnet100, iresnet18, iresnet34, iresnet50, mobilefacenet"]
+    assert bad.stderr.strip().splitlines() == ["error: unknown backbone 'resnet9'; known: dlib_resnet, iresnet100, iresnet18, iresnet34, iresnet50, mobilefacenet"]
     bad = run_cli("models", "list", "--baseline", "vgg", check=False)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --baseline: unknown backbone 'vgg'")

@@ -176,8 +176,10 @@ class Quantizer:
             data = load_tensors_data(self.cache)
         else:  # an ONNX Runtime without the range cache: calibrate once more, with its own calibrator
             from onnxruntime.quantization.calibrate import create_calibrator
+            from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
-            calibrator = create_calibrator(self.preprocessed, augmented_model_path=str(self.workdir / "augmented.onnx"), calibrate_method=self._method)
+            quantizable = sorted(set(QLinearOpsRegistry) | set(QDQRegistry))  # what quantize_static calibrates
+            calibrator = create_calibrator(self.preprocessed, quantizable, augmented_model_path=str(self.workdir / "augmented.onnx"), calibrate_method=self._method)
             calibrator.collect_data(CalibrationFeed(self.crops, self.contract))
             data = calibrator.compute_data()
         out = []
