@@ -191,10 +191,10 @@ class Gate:
         self.on_decision, self.on_event = on_decision, on_event
         self._taken: list[Decision] = []
         self._events: list[dict] = []
-        self._watcher = GalleryWatcher(gallery)
-        matrix = self._watcher.load(embedder.fingerprint)
         accept_at, origin, stored = resolve_threshold(embedder.model, embedder.fingerprint, threshold)
         policy = VotingPolicy(accept_at, vote_k, vote_n, cooldown, reject_margin_of(stored or load_threshold(embedder.model, embedder.fingerprint)))
+        self._watcher = GalleryWatcher(gallery)  # opened once the settings are known to be good
+        matrix = self._watcher.load(embedder.fingerprint)
         self._audit = AuditLog(audit) if audit is not None else None
         if self._audit is not None:
             self._audit.start_run(camera, embedder.fingerprint, accept_at, {"source": "python api", "threshold_from": origin, "vote": [vote_k, vote_n], "cooldown_s": cooldown})  # fmt: skip

@@ -109,3 +109,9 @@ def cv2_read(path: Path) -> np.ndarray:
     import cv2
 
     return cv2.imread(str(path))
+
+
+def test_gate_settings_are_checked_before_the_gallery_is_opened(embedder: Embedder, tmp_path: Path):
+    with pytest.raises(CorefaceError, match=r"voting: need 1 <= vote_k <= vote_n, got k=3 n=2"):
+        Gate(tmp_path / "never_created.db", embedder, vote_k=3, vote_n=2)
+    assert not (tmp_path / "never_created.db").exists()

@@ -134,7 +134,7 @@ def test_detector_view_keeps_the_smallest_accepted_face_detectable():
 
 
 def test_voting_policy_rejects_k_above_n():
-    with pytest.raises(ValueError):
+    with pytest.raises(CorefaceError, match=r"voting: need 1 <= vote_k <= vote_n, got k=4 n=3"):  # one line, also from the Python API
         VotingPolicy(threshold=0.5, vote_k=4, vote_n=3)
 
 

@@ -33,6 +33,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..errors import CorefaceError
+
 NO_MATCH = -1
 SPOOF_VOTE = -2  # a frame whose liveness score fell below the liveness threshold
 ACCEPT, REJECT, UNKNOWN, SPOOF = "accept", "reject", "unknown", "spoof"
@@ -98,7 +100,7 @@ class VotingPolicy:
 
     def __post_init__(self) -> None:
         if not 1 <= self.vote_k <= self.vote_n:
-            raise ValueError(f"need 1 <= vote_k <= vote_n, got k={self.vote_k} n={self.vote_n}")
+            raise CorefaceError(f"voting: need 1 <= vote_k <= vote_n, got k={self.vote_k} n={self.vote_n}")
 
 
 class Decider:
