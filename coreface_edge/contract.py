@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -86,3 +86,15 @@ def preprocess_crops(crops: np.ndarray, color: str = "RGB", mean: float = 127.5,
     x -= np.float32(mean)
     x *= np.float32(1.0 / std)
     return np.ascontiguousarray(x)
+
+
+def infer_contract(input_name: str, input_shape: Sequence[Any], input_type: str, output_shape: Sequence[Any], source: str) -> InputContract:
+    """Contract of a foreign ONNX (no coreface-edge metadata): only ``(N, 3, 112, 112)`` float is accepted."""
+    dims = list(input_shape)
+    if len(dims) != 4 or dims[1:] != [3, CROP_SIZE, CROP_SIZE] or input_type not in ("tensor(float)", "tensor(float16)"):
+        raise CorefaceError(
+            f"{source}: input {input_name!r} is {input_type} {tuple(dims)}; expected float (N, 3, {CROP_SIZE}, {CROP_SIZE}) "
+            "(or a model exported by coreface-edge)"
+        )
+    size = output_shape[-1] if output_shape and isinstance(output_shape[-1], int) else 0
+    return InputContract(input_name=input_name, embedding_size=size)

@@ -14,7 +14,8 @@ from onnx import TensorProto, helper
 from coreface_edge.contract import InputContract
 from coreface_edge.errors import CorefaceError
 from coreface_edge.runtime import EmbeddingBackend, open_backend
-from coreface_edge.runtime.onnxruntime_backend import infer_contract, select_providers
+from coreface_edge.contract import infer_contract
+from coreface_edge.runtime.onnxruntime_backend import select_providers
 from coreface_edge.runtime.registry import backend_for
 
 INFO_KEYS = {"backend", "runtime", "device", "precision", "file", "architecture", "baked_preprocess", "flip_fused"}

@@ -49,6 +49,15 @@ class ExportResult:
     threshold: Path | None = None  # the gate's threshold file, from the artefact's measured operating point
 
 
+def onnxruntime_embed(path: Path, contract: InputContract, crops: np.ndarray) -> np.ndarray:
+    """The written model's embeddings of ``crops`` in a plain CPU ONNX Runtime session (the
+    runtime layer's backends build on export, not the other way round)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {contract.input_name: contract.model_input(crops)})[0]
+
+
 def export_contract(architecture: str, embedding_size: int, fingerprint: str, opts: ExportOptions) -> InputContract:
     """The InputContract an export with ``opts`` produces."""
     base = InputContract()
@@ -93,7 +102,6 @@ def export_onnx(
         raise CorefaceError(f"{exc.name} is not installed: pip install 'coreface-edge[train]' (export needs torch and onnxslim)") from None
 
     from ..models import checkpoint_fingerprint, load_backbone_artifact
-    from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
     from .parity import load_parity_crops
     from .wrapper import EmbeddingGraph
 
@@ -140,7 +148,7 @@ def export_onnx(
     with atomic_path(output) as tmp_path:
         onnx.save(model, str(tmp_path))
         step(EXPORT_STEPS[3])
-        candidate = OnnxRuntimeBackend(tmp_path).embed(crops)
+        candidate = onnxruntime_embed(tmp_path, contract, crops)
         with torch.inference_mode():
             reference = reference_graph(torch.from_numpy(InputContract().model_input(crops))).numpy()
         parity = compare_embeddings(reference, candidate, opts.parity_threshold)

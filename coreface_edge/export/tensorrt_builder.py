@@ -200,7 +200,7 @@ def _attach_timing_cache(config: Any, path: Path | None) -> None:
 
 def _foreign_contract(model: Any, onnx_path: Path) -> InputContract:
     """Contract of an ONNX without coreface-edge metadata (same rule as the ONNX Runtime backend)."""
-    from ..runtime.onnxruntime_backend import infer_contract
+    from ..contract import infer_contract
 
     inp, out = model.graph.input[0], model.graph.output[0]
     in_dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in inp.type.tensor_type.shape.dim]

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..contract import CROP_SIZE, InputContract
+from ..contract import CROP_SIZE, InputContract, infer_contract
 from ..errors import CorefaceError
 from .base import contract_info
 
@@ -37,18 +37,6 @@ def select_providers(device: str, available: Sequence[str]) -> list[str]:
             "install onnxruntime-gpu or use --device cpu"
         )
     return [p for p in wanted if p in available] + [_EP["cpu"]]
-
-
-def infer_contract(input_name: str, input_shape: Sequence[Any], input_type: str, output_shape: Sequence[Any], source: str) -> InputContract:
-    """Contract of a foreign ONNX (no coreface-edge metadata): only ``(N, 3, 112, 112)`` float is accepted."""
-    dims = list(input_shape)
-    if len(dims) != 4 or dims[1:] != [3, CROP_SIZE, CROP_SIZE] or input_type not in ("tensor(float)", "tensor(float16)"):
-        raise CorefaceError(
-            f"{source}: input {input_name!r} is {input_type} {tuple(dims)}; expected float (N, 3, {CROP_SIZE}, {CROP_SIZE}) "
-            "(or a model exported by coreface-edge)"
-        )
-    size = output_shape[-1] if output_shape and isinstance(output_shape[-1], int) else 0
-    return InputContract(input_name=input_name, embedding_size=size)
 
 
 def _check_graph_matches(contract: InputContract, name: str, shape: Sequence[Any], input_type: str, source: str) -> None:
