@@ -14,7 +14,7 @@ import torch
 from onnx import TensorProto, helper
 
 from coreface_edge.errors import CorefaceError
-from coreface_edge.models import build_backbone, load_backbone_artifact
+from coreface_edge.models import build_backbone, load_backbone_artifact, save_backbone_artifact
 from coreface_edge.models.dlib_format import read_network
 from coreface_edge.models.dlib_resnet import DLIB_MEAN_RGB, DlibResNet, chip_grid, state_dict_from_dlib
 from coreface_edge.models.importers import import_weights
@@ -166,6 +166,14 @@ def test_bad_pth_is_one_line(tmp_path: Path) -> None:
     torch.save({"encoder.weight": torch.zeros(3, 3)}, foreign)
     with pytest.raises(CorefaceError, match=r"foreign\.pth: its 1 weights fit no known backbone"):
         import_weights(foreign, tmp_path / "o.pt")
+    ours = tmp_path / "ours.pt"
+    save_backbone_artifact(build_backbone("mobilefacenet", 64, blocks=[1, 1, 1, 1]), ours, {})
+    with pytest.raises(CorefaceError, match=r"ours\.pt: already a coreface-edge file \(coreface-edge-backbone/1\); use it as it is"):
+        import_weights(ours, tmp_path / "o.pt")
+    compiled = tmp_path / "compiled.pth"
+    source = build_backbone("iresnet18", 64).eval()
+    torch.save({f"module._orig_mod.{k}": v for k, v in source.state_dict().items()}, compiled)  # DDP around torch.compile
+    assert import_weights(compiled, tmp_path / "c.pt").architecture == "iresnet18"
 
 
 # ---------------------------------------------------------------- insightface-layout ONNX

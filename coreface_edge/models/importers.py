@@ -27,7 +27,7 @@ from .artifact import checkpoint_fingerprint, save_backbone_artifact
 from .dlib_format import read_network
 from .dlib_resnet import state_dict_from_dlib
 from .registry import build_backbone, list_backbones
-from .weights import load_insightface_state_dict, unwrap
+from .weights import load_insightface_state_dict, strip_wrapper_prefixes, unwrap
 
 # Backbone builds an arcface_torch checkpoint may come from, besides each registered default.
 EXTRA_CANDIDATES = (("mobilefacenet", {"scale": 2}),)
@@ -69,7 +69,8 @@ def centre_embeddings(model: nn.Module, faces: Path, identities: str = "", batch
 
     A metric-learning network such as dlib's places every face in one cone: impostor cosines sit
     near 0.8-0.9 and the operating threshold near 0.95, where small drifts (INT8, FP16, a new
-    camera) move the false-accept rate a lot. Centred, impostor cosines spread around 0.
+    camera) move the false-accept rate a lot. Centred, impostor cosines spread around 0, but for
+    dlib's ResNet this costs 18 points of TAR@1e-3 (docs/experiments.md): measure before using it.
     """
     from ..contract import preprocess_crops
     from ..data.imagefolder import ImageFolder
@@ -106,11 +107,13 @@ def _read_pth(source: Path) -> Mapping[str, Any]:
     except Exception as exc:  # pickle / zip errors of a truncated or foreign file
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise CorefaceError(f"{source}: not a readable PyTorch checkpoint ({reason})") from None
+    if isinstance(stored, Mapping) and str(stored.get("format", "")).startswith("coreface-edge-"):
+        raise CorefaceError(f"{source}: already a coreface-edge file ({stored['format']}); use it as it is")
     if isinstance(stored, Mapping) and "state_dict_backbone" in stored:
         stored = stored["state_dict_backbone"]
     if not isinstance(stored, Mapping) or not all(isinstance(v, torch.Tensor) for v in stored.values()):
         raise CorefaceError(f"{source}: expected a backbone state_dict (a mapping of tensors)")
-    return {k.removeprefix("module."): v for k, v in stored.items()}
+    return {strip_wrapper_prefixes(k): v for k, v in stored.items()}
 
 
 def _from_arcface_torch(source: Path) -> nn.Module:

@@ -25,7 +25,8 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def _strip_prefixes(key: str) -> str:
+def strip_wrapper_prefixes(key: str) -> str:
+    """A state-dict key without DDP (``module.``) and ``torch.compile`` (``_orig_mod.``) prefixes."""
     changed = True
     while changed:
         changed = False
@@ -66,7 +67,7 @@ def load_insightface_state_dict(model: nn.Module, state_dict: Mapping[str, torch
     if not isinstance(state_dict, Mapping):
         raise CorefaceError(f"{source}: expected a state_dict (mapping of tensors), got {type(state_dict).__name__}")
     expected = target.state_dict()
-    given = {_strip_prefixes(k): v for k, v in state_dict.items()}
+    given = {strip_wrapper_prefixes(k): v for k, v in state_dict.items()}
     for key, value in given.items():
         if key not in expected:
             raise CorefaceError(f"{source}: unexpected key {key!r} for a {arch} backbone (another architecture?)")

@@ -144,8 +144,9 @@ class Trainer:
     @torch.no_grad()
     def _init_head_centroids(self, data: TrainData) -> None:
         """``head.init=centroids``: each class centre starts at its identity's mean normalised
-        embedding under the starting backbone (one pass, no flips), so fine-tuning a pretrained
-        backbone starts from a sensible classifier instead of a random one."""
+        embedding under the starting backbone (one epoch of the sampler, so capped by
+        ``optim.steps_per_epoch``; classes it never reaches keep their random centre), so
+        fine-tuning a pretrained backbone starts from a sensible classifier instead of a random one."""
         head = self.module.loss.head
         sums = torch.zeros_like(head.weight)
         counts = torch.zeros(head.weight.shape[0], device=sums.device)
