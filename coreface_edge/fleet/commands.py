@@ -159,15 +159,17 @@ def fleet_report(
 ) -> None:
     """Site-wide report: decisions per gate and day, observed FAR / FRR where events are labelled."""
     from ..atomic import write_text_atomic
+    from ..gate.report import KINDS, SPOOF
     from .report import site_report
 
     with _store(dsn) as store:
         rows = site_report(store, time.time() - days * 86400 if days is not None else 0.0)
     rate = lambda r: "-" if r is None else f"{100 * r:.2f} %"  # noqa: E731
+    kinds = [k for k in KINDS if k != SPOOF or any(r.get(SPOOF) for r in rows)]  # spoof: where liveness ran
     table = _table(
         f"site report: {sum(r['events'] for r in rows)} decisions from {len({r['gate'] for r in rows})} gates",
-        ("gate", "day", "accept", "reject", "unknown", "labelled", "false accepts", "false rejects", "FAR", "FRR"),
-        [(r["gate"], r["day"], r["accept"], r["reject"], r["unknown"], r["labelled"], r["false_accepts"], r["false_rejects"],
+        ("gate", "day", *kinds, "labelled", "false accepts", "false rejects", "FAR", "FRR"),
+        [(r["gate"], r["day"], *(r.get(k, 0) for k in kinds), r["labelled"], r["false_accepts"], r["false_rejects"],
           rate(r["far"]), rate(r["frr"])) for r in rows],
     )  # fmt: skip
     Console().print(table)

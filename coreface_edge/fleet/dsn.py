@@ -13,7 +13,10 @@ from ..errors import CorefaceError
 ENV_DSN = "COREFACE_FLEET_DSN"
 CONNECT_TIMEOUT_S = 3
 STATEMENT_TIMEOUT_MS = 15_000
-REFUSED = ("authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied", "invalid ", "SSL")
+# The server answered and refused (retrying will not help); a TLS connection cut while connecting
+# ("SSL SYSCALL error", "SSL connection has been closed unexpectedly") is not among these.
+REFUSED = ("authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied", "invalid ",
+           "does not support SSL", "certificate", "sslmode")
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 

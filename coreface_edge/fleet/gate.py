@@ -18,7 +18,7 @@ def join_fleet(fleet: str, gallery: Path, audit: Path, model: str, name: str) ->
     """
     agent = SyncAgent(resolve(fleet), gallery, audit, model, name)
     try:
-        agent.sync_once()
+        agent.sync_once(push=False)  # the queue of an offline spell drains in the background, not before the gate opens
         agent.state.online = True
         return agent, None
     except Unreachable as exc:

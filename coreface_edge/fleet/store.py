@@ -86,7 +86,8 @@ class FleetStore:
     def register(self) -> None:
         from pgvector.psycopg import register_vector
 
-        register_vector(self.conn)
+        with self.transaction() as conn:  # a connection lost here is Unreachable, like any other query
+            register_vector(conn)
 
     def __enter__(self) -> "FleetStore":
         return self
@@ -211,7 +212,7 @@ class FleetStore:
             if template_model != model:
                 refused += 1
                 continue
-            person.vectors.append(np.asarray(vector.to_numpy(), np.float32))
+            person.vectors.append(np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector, np.float32))  # pgvector < 0.3: ndarray
             person.qualities.append(quality)
             person.sources.append(source)
         return Pulled([(int(i), k, int(p)) for i, k, p in changes], people, refused)

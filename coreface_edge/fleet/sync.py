@@ -16,7 +16,7 @@ from typing import Callable
 
 from ..errors import CorefaceError
 from . import cache
-from .dsn import Unreachable, describe_server
+from .dsn import Unreachable, describe_server, scrub
 from .outbox import Outbox
 from .store import FleetStore
 
@@ -69,17 +69,21 @@ class SyncAgent:
             self._store = store
         return self._store
 
-    def sync_once(self) -> bool:
-        """Pull every change, push every queued event; True when anything moved."""
+    def sync_once(self, push: bool = True) -> bool:
+        """Pull every change, push every queued event (``push``); True when anything moved.
+        Any failure is one ``CorefaceError`` line, so the background thread never dies of one."""
         try:
             store = self._connect()
-            moved = self._pull(store) | self._push(store)
+            moved = self._pull(store) | (self._push(store) if push else False)
             if moved or time.monotonic() - self._marked > MARK_EVERY_S:
                 store.mark(self.outbox.gate, self.outbox.name, self.state.cursor, self.outbox.pushed, self.outbox.queued())
                 self._marked = time.monotonic()
         except CorefaceError:  # the server went away mid-round (Unreachable), or refused something
             self._drop()
             raise
+        except Exception as exc:  # noqa: BLE001 - a driver error no branch above names: still one line
+            self._drop()
+            raise CorefaceError(f"{self._server()}: {type(exc).__name__}: {scrub(self.dsn, str(exc))}") from None
         return moved
 
     def _server(self) -> str:

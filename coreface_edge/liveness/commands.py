@@ -46,13 +46,13 @@ def score(
     threads: Optional[int] = typer.Option(1, min=1, help="onnxruntime intra-op threads per model."),
 ) -> None:
     """Score each face: live probability (mean of the models) and the verdict, live or spoof."""
-    import cv2
     import numpy as np
 
     from ..face.detector import YuNetDetector
     from ..gate.pipeline import FaceFrontEnd
     from ..gate.sources import open_source
     from ..profiling.commands import make_console
+    from ..images import UnreadableImage, read_image
     from .runtime import open_liveness
 
     checker = open_liveness([Path(m.strip()) for m in models.split(",")] if models else None, threshold, threads=threads)
@@ -65,11 +65,11 @@ def score(
         scores: list[float] = []
         low_quality = 0
         if kind == "photo":
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                table.add_row(str(path), "0", "0", "-", "unreadable image", "")
+            try:
+                frames: Any = [read_image(path)]
+            except UnreadableImage as exc:  # truncated JPEGs too
+                table.add_row(str(path), "0", "0", "-", exc.reason, "")
                 continue
-            frames: Any = [image]
         else:
             frames = (f.image for f in open_source(str(path)).frames)
         n = 0

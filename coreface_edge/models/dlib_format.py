@@ -137,7 +137,8 @@ def _layer(reader: _Reader, name: str) -> DlibLayer:
     if name == "fc_2":
         outputs, inputs = reader.integer(), reader.integer()
         params = reader.tensor()
-        weights, biases = reader.alias(), reader.alias()
+        reader.alias()  # the weights: (inputs, outputs), read from the counts above
+        biases = reader.alias()
         reader.integer()  # bias mode
         for _ in range(4):
             reader.real()
