@@ -60,6 +60,57 @@ def test_detector_finds_one_plausible_face_on_real_photos(face_photos):
         assert found.scores[0] > 0.5
 
 
+def _opencv_yunet_detections(image: np.ndarray) -> Detections:
+    """The same YuNet model through OpenCV's own FaceDetectorYN (pre-processing, decoding, NMS)."""
+    from coreface_edge.face import default_detector_path
+
+    net = cv2.FaceDetectorYN.create(str(default_detector_path()), "", (image.shape[1], image.shape[0]), 0.5, 0.3, 50)
+    _, faces = net.detect(image)
+    if faces is None:
+        return Detections.empty()
+    return Detections(faces[:, :4], faces[:, 4:14].reshape(-1, 5, 2), faces[:, 14])
+
+
+def _real_frames(face_photos, walkers_path) -> list[np.ndarray]:
+    """The committed photos, one at an odd size, and walkers.mp4 frames in full and as the gate views them."""
+    frames = [cv2.imread(str(p)) for p in face_photos]
+    frames.append(cv2.resize(frames[0], None, fx=2.3, fy=1.7))  # sides that are not multiples of 32
+    if walkers_path.is_file():
+        capture = cv2.VideoCapture(str(walkers_path))
+        for index in range(0, 100, 9):
+            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+            ok, frame = capture.read()
+            if ok:
+                frames += [cv2.resize(frame, (768, 432), interpolation=cv2.INTER_AREA)] + ([frame] if index == 0 else [])
+        capture.release()
+    return frames
+
+
+def test_onnxruntime_yunet_matches_opencv_face_detector(face_photos):
+    """Our ONNX Runtime YuNet gives OpenCV's FaceDetectorYN's faces: same count, boxes, points, scores."""
+    from conftest import WALKERS
+
+    detector = YuNetDetector()
+    frames = _real_frames(face_photos, WALKERS)
+    faces_seen = 0
+    for k, frame in enumerate(frames):
+        ours, theirs = detector.detect(frame), _opencv_yunet_detections(frame)
+        assert len(ours) == len(theirs), f"frame {k}: {len(ours)} faces, OpenCV {len(theirs)}"
+        order = np.argsort(-theirs.scores, kind="stable")
+        np.testing.assert_allclose(ours.boxes, theirs.boxes[order], atol=0.01)
+        np.testing.assert_allclose(ours.landmarks, theirs.landmarks[order], atol=0.01)
+        np.testing.assert_allclose(ours.scores, theirs.scores[order], atol=1e-4)
+        faces_seen += len(ours)
+    assert faces_seen >= len(face_photos)
+
+
+def test_detector_refuses_a_model_that_is_not_yunet():
+    from coreface_edge.liveness.runtime import shipped_liveness
+
+    with pytest.raises(CorefaceError, match="not a YuNet detector"):
+        YuNetDetector(shipped_liveness().models[0])
+
+
 def test_detector_sees_no_face_in_blank_image():
     assert len(YuNetDetector().detect(np.full((240, 320, 3), 128, np.uint8))) == 0
 

@@ -156,6 +156,9 @@ def test_export_cli_writes_conventions_into_the_onnx(tmp_path: Path):
     if "TensorrtExecutionProvider" not in onnxruntime.get_available_providers():  # the gate says so before opening anything
         line = _one_line_error("gate", "0", "--model", tmp_path / "m.onnx", "--gallery", tmp_path / "g.db", "--liveness", "on", "--liveness-device", "tensorrt")
         assert "TensorrtExecutionProvider is not available in this onnxruntime build" in line
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():  # likewise for the detector
+        line = _one_line_error("gate", "0", "--model", tmp_path / "m.onnx", "--gallery", tmp_path / "g.db", "--detector-device", "cuda")
+        assert "CUDAExecutionProvider is not available in this onnxruntime build" in line
 
 
 # --- scoring -------------------------------------------------------------------------------

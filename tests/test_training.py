@@ -508,7 +508,7 @@ def test_distillation_pulls_the_student_towards_the_teacher(tiny_faces: Path, tm
     teacher = train(tiny_config(tiny_faces, tmp_path / "teacher", "optim.epochs=1", "method.name=arcface", "seed=5"))
     plain = train(tiny_config(tiny_faces, tmp_path / "plain"))
     out = tmp_path / "student"
-    student = train(tiny_config(tiny_faces, out, f"distill.teacher={teacher}", "distill.embedding_weight=5", "distill.relation_weight=5"))
+    student = train(tiny_config(tiny_faces, out, f"distill.teacher={teacher}", "distill.embedding_weight=20", "distill.relation_weight=20"))
     rows = [r for r in read_metrics(out / "metrics.jsonl") if r.get("kind") == "train"]
     assert all(np.isfinite(r["distill_emb"]) and np.isfinite(r["distill_rel"]) for r in rows)
     folder = ImageFolder(tiny_faces)

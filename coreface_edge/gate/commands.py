@@ -26,11 +26,11 @@ def _model_options(threads: Optional[int]) -> dict[str, Any]:
     return {} if threads is None else {"threads": threads}
 
 
-def _front_end(embedder: Any, max_faces: int, detect_side: Optional[int], refine: bool = True, accept: Any = None) -> Any:
+def _front_end(embedder: Any, max_faces: int, detect_side: Optional[int], refine: bool = True, accept: Any = None, detector: Any = None) -> Any:
     from ..face.detector import YuNetDetector
     from .pipeline import FaceFrontEnd
 
-    return FaceFrontEnd(YuNetDetector(), embedder, max_faces=max_faces, detect_side=detect_side, refine=refine, accept=accept)
+    return FaceFrontEnd(detector or YuNetDetector(), embedder, max_faces=max_faces, detect_side=detect_side, refine=refine, accept=accept)
 
 
 def _time(t: float) -> str:
@@ -202,6 +202,7 @@ def gate_command(
     liveness: str = typer.Option(LIVENESS_DEFAULT, envvar="COREFACE_LIVENESS", help="Presentation-attack (liveness) check: on (the shipped MiniFASNet models), off, or MODEL[,MODEL] (liveness ONNX files from 'coreface-edge liveness export')."),
     liveness_threshold: Optional[float] = typer.Option(None, help="A face whose liveness score (live probability) falls below this votes 'spoof' [default: the shipped models' 0.5]."),
     liveness_device: str = typer.Option("cpu", help="ONNX Runtime execution provider for the liveness models: cpu, cuda, tensorrt or auto (the GPU ones need onnxruntime-gpu)."),
+    detector_device: str = typer.Option("cpu", help="ONNX Runtime execution provider for the YuNet face detector: cpu, cuda, tensorrt or auto (on a Jetson, cuda or tensorrt takes detection off the CPU)."),
     on_spoof: Optional[str] = typer.Option(None, help="Command run on each 'spoof' decision, without a shell (COREFACE_PERSON: who the attack matched, _LIVENESS, _EVENT_ID, _CAMERA in its environment)."),
     preview: bool = typer.Option(False, "--preview", help="Show a window with boxes, names and scores (needs a display)."),
     profile: bool = typer.Option(False, "--profile", help="Print per-stage latency p50/p99 and FPS at the end."),
@@ -215,6 +216,7 @@ def gate_command(
     fleet: Optional[str] = typer.Option(None, "--fleet", help="Join a fleet: its server as @FILE (a file holding the connection string), 'env' ($COREFACE_FLEET_DSN) or a connection string without password (~/.pgpass). --gallery becomes the local cache of the fleet's gallery, the audit log its outbox (docs/fleet.md)."),
 ) -> None:
     """Run the gate: decisions as JSON lines on stdout, every decision in the audit log."""
+    from ..face.detector import YuNetDetector
     from ..face.quality import AcceptMinimum
     from ..liveness.runtime import liveness_option
     from ..profiling.progress import advancer, progress_bar
@@ -238,6 +240,7 @@ def gate_command(
     if liveness == "off" and (liveness_threshold is not None or on_spoof):
         raise CorefaceError("--liveness off: --liveness-threshold and --on-spoof need the liveness check on")
     checker = liveness_option(liveness, liveness_threshold, liveness_device)
+    detector = YuNetDetector(device=detector_device)
     console = Console(stderr=True)
     link, offline = None, None
     if fleet:  # the fleet's gallery is pulled into --gallery (its local cache) before the gate opens it
@@ -265,7 +268,7 @@ def gate_command(
         opened = open_source(source, on_event=announce)
         with AuditLog(audit) as log, progress_bar(console) as progress:
             loop = GateLoop(
-                front=_front_end(embedder.embed, max_faces, detect_side, refine_landmarks, accept_minimum),
+                front=_front_end(embedder.embed, max_faces, detect_side, refine_landmarks, accept_minimum, detector),
                 matcher=Matcher(matrix),
                 decider=Decider(VotingPolicy(accept_at, vote_k, vote_n, cooldown, reject_margin, live_threshold=checker and checker.threshold)),
                 audit=log,

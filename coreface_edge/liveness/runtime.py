@@ -45,24 +45,10 @@ class LivenessModel:
     """One exported liveness model in an ``onnxruntime.InferenceSession``."""
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        from ..runtime.onnxruntime_backend import select_providers
+        from ..ort_session import open_session
 
         self.path = Path(path)
-        if not self.path.is_file():
-            raise CorefaceError(f"{self.path}: liveness model not found")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=select_providers(device, ort.get_available_providers()))
-        except CorefaceError:
-            raise
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
-            raise CorefaceError(f"{self.path}: ONNX Runtime cannot load it as a liveness model ({str(exc).strip().splitlines()[-1][:160]})") from None
+        self.session = open_session(self.path, device, threads, "a liveness model")
         text = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if text is None:
             raise CorefaceError(f"{self.path}: not a liveness model exported by coreface-edge (no {METADATA_KEY} metadata); export it with 'coreface-edge liveness export'")

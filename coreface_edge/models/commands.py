@@ -84,8 +84,8 @@ def bench_command(
 def import_command(
     source: Path = typer.Argument(..., help="Pretrained weights: dlib .dat, arcface_torch .pth/.pt, or an insightface-layout .onnx backbone."),
     output: Path = typer.Option(None, "-o", "--output", help="The artefact to write: .pt (+ .json) for .dat/.pth, .onnx for .onnx [default: SOURCE's name beside it]."),
-    centre: Path = typer.Option(None, "--centre", help="Aligned crops (DIR/<person>/*.jpg): subtract their mean embedding. Spreads compressed cosine scores, but measure it first: for dlib's ResNet it cost 18 points of TAR@1e-3 (docs/experiments.md)."),
-    centre_identities: str = typer.Option("", "--centre-identities", help="With --centre: only these numeric person folders, e.g. 1-400 (CFP training identities)."),
+    spread: Path = typer.Option(None, "--spread", help="dlib .dat: aligned crops (DIR/<person>/*.jpg) on which to measure the sphere lift that spreads dlib's cone of cosine scores (impostors ~0.85 -> ~0.45) at the same TAR; the embedding becomes 129-d (docs/experiments.md)."),
+    spread_identities: str = typer.Option("", "--spread-identities", help="With --spread: only these numeric person folders, e.g. 1-400 (CFP training identities)."),
 ) -> None:
     """Turn another toolkit's face-embedding weights into an artefact export, calibrate, threshold and gate accept.
 
@@ -94,8 +94,8 @@ def import_command(
     """
     console = Console()
     if source.suffix.lower() == ".onnx":
-        if centre is not None:
-            raise CorefaceError(f"{source}: --centre needs PyTorch weights (.dat, .pth); an ONNX graph is imported as it is")
+        if spread is not None:
+            raise CorefaceError(f"{source}: --spread needs dlib weights (.dat); an ONNX graph is imported as it is")
         from ..export.onnx_import import import_onnx_backbone
 
         output = output or source.with_name(f"{source.stem}.imported.onnx")
@@ -107,7 +107,7 @@ def import_command(
         from .importers import import_weights
 
         output = output or source.with_suffix(".imported.pt" if source.suffix.lower() == ".pt" else ".pt")
-        result = import_weights(source, output, centre, centre_identities)
+        result = import_weights(source, output, spread, spread_identities)
         console.print(f"{result.artifact}: {result.architecture}, {result.parameters / 1e6:.2f}M parameters, "
                       f"{result.embedding_size}-d embedding, from {result.source_format} ({source.name})", highlight=False)
         model_for_next = result.artifact.with_suffix(".onnx")

@@ -27,6 +27,7 @@ from ..errors import CorefaceError
 from ..face.alignment import ARCFACE_TEMPLATE, estimate_similarity
 from .dlib_format import DlibNetwork
 from .registry import register_backbone
+from .spread import SphereLift
 
 CHIP_SIZE = 150
 # Where YuNet puts its 5 points on dlib's 150x150 face chips (mean over 266 CFP photos of
@@ -109,10 +110,16 @@ class DlibBlock(nn.Module):
 
 
 class DlibResNet(nn.Module):
-    """dlib's metric-learning ResNet-29; takes the project's 112 crops, returns 128-d (or ``embedding_size``)."""
+    """dlib's metric-learning ResNet-29; takes the project's 112 crops, returns 128-d (or ``embedding_size``).
 
-    def __init__(self, embedding_size: int = EMBEDDING) -> None:
+    ``spread``: the 128-d embedding goes through a :class:`.spread.SphereLift` (mean and radius
+    measured by ``models import --spread``), which adds one dimension: ``embedding_size`` is then 129.
+    """
+
+    def __init__(self, embedding_size: int = EMBEDDING, spread: bool = False) -> None:
         super().__init__()
+        if spread and embedding_size < 2:
+            raise ValueError("a spread embedding needs embedding_size >= 2 (the lift adds one dimension)")
         self.embedding_size = embedding_size
         self.flat_features = FEATURES
         self.architecture = ""
@@ -124,24 +131,27 @@ class DlibResNet(nn.Module):
                 blocks.append(DlibBlock(in_c, width, down and i == 0, side))
                 in_c, side = width, blocks[-1].out_side
         self.blocks = nn.Sequential(*blocks)
-        self.fc = nn.Linear(FEATURES, embedding_size, bias=True)  # dlib has no bias: 0 on import, -mean once centred
+        fc_size = embedding_size - 1 if spread else embedding_size
+        self.fc = nn.Linear(FEATURES, fc_size, bias=True)  # dlib's fc_no_bias: the bias is 0 on import
+        self.lift = SphereLift(fc_size) if spread else None
 
     def forward_flat(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, 112, 112)`` project-normalised crops -> ``(N, 256)`` pooled features."""
         return self.blocks(self.stem(self.input_frame(x))).mean(dim=(2, 3))
 
     def project(self, flat: torch.Tensor) -> torch.Tensor:
-        """The 256 -> D linear embedding layer (dlib's ``fc_no_bias``, plus a centring bias)."""
-        return self.fc(flat)
+        """The 256 -> 128 linear embedding layer (dlib's ``fc_no_bias``), then the lift if spread."""
+        embedding = self.fc(flat)
+        return embedding if self.lift is None else self.lift(embedding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.project(self.forward_flat(x))
 
 
 @register_backbone("dlib_resnet")
-def dlib_resnet(embedding_size: int = EMBEDDING) -> DlibResNet:
-    """dlib's face-recognition ResNet (5.6M parameters, 128-d); weights via ``models import``."""
-    return DlibResNet(embedding_size)
+def dlib_resnet(embedding_size: int = EMBEDDING, spread: bool = False) -> DlibResNet:
+    """dlib's face-recognition ResNet (5.6M parameters, 128-d, 129-d spread); weights via ``models import``."""
+    return DlibResNet(embedding_size, spread)
 
 
 def _expected_kinds(model: DlibResNet) -> list[tuple[str, str]]:
@@ -184,7 +194,7 @@ def state_dict_from_dlib(network: DlibNetwork, source: str) -> dict[str, torch.T
             raise CorefaceError(f"{source}: dlib layer {key} has shape {tuple(tensor.shape)}, expected "
                                 f"{tuple(target[key].shape) if key in target else 'no such layer'}")
         state[key] = tensor
-    state["fc.bias"] = torch.zeros(model.embedding_size)  # dlib's embedding is uncentred: see importers.centre_embeddings
+    state["fc.bias"] = torch.zeros(model.embedding_size)  # dlib has none
     missing = [k for k in target if k not in state and not k.endswith("num_batches_tracked")]
     if missing:
         raise CorefaceError(f"{source}: the dlib network has no weights for {missing[0]}")

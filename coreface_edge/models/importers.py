@@ -27,6 +27,7 @@ from .artifact import checkpoint_fingerprint, save_backbone_artifact
 from .dlib_format import read_network
 from .dlib_resnet import state_dict_from_dlib
 from .registry import build_backbone, list_backbones
+from .spread import lift_parameters
 from .weights import load_insightface_state_dict, strip_wrapper_prefixes, unwrap
 
 # Backbone builds an arcface_torch checkpoint may come from, besides each registered default.
@@ -42,9 +43,9 @@ class ImportResult:
     parameters: int
 
 
-def import_weights(source: Path, output: Path, centre_on: Path | None = None, centre_identities: str = "") -> ImportResult:
+def import_weights(source: Path, output: Path, spread_on: Path | None = None, spread_identities: str = "") -> ImportResult:
     """Convert ``source`` (dlib ``.dat`` or arcface_torch ``.pth``/``.pt``) into a backbone artefact;
-    with ``centre_on`` (a folder of aligned crops), centre its embeddings (:func:`centre_embeddings`)."""
+    with ``spread_on`` (a folder of aligned crops), add the sphere lift measured on them (:func:`spread_embeddings`)."""
     source = Path(source)
     if not source.is_file():
         raise CorefaceError(f"{source}: file not found")
@@ -56,39 +57,39 @@ def import_weights(source: Path, output: Path, centre_on: Path | None = None, ce
         raise CorefaceError(f"{source}: unknown weight format {source.suffix!r}; expected .dat (dlib), .pth/.pt (arcface_torch) or .onnx")
     model.eval()
     metadata: dict[str, Any] = {"imported_from": {"file": source.name, "sha256": checkpoint_fingerprint(source), "format": fmt}}
-    if centre_on is not None:
-        metadata["centred_on"] = centre_embeddings(model, centre_on, centre_identities)
+    if spread_on is not None:
+        model, metadata["spread_on"] = spread_embeddings(model, spread_on, spread_identities)
     save_backbone_artifact(model, output, metadata)
     return ImportResult(output, model.architecture, int(model.embedding_size), fmt, sum(p.numel() for p in model.parameters()))
 
 
 @torch.no_grad()
-def centre_embeddings(model: nn.Module, faces: Path, identities: str = "", batch_size: int = 64) -> dict[str, Any]:
-    """Subtract the mean embedding of the aligned crops under ``faces`` (``faces/<person>/*.jpg``)
-    through the embedding layer's bias, in place; returns what was measured.
+def spread_embeddings(model: nn.Module, faces: Path, identities: str = "", batch_size: int = 64) -> tuple[nn.Module, dict[str, Any]]:
+    """``model`` rebuilt with a sphere lift (:mod:`.spread`) measured on the aligned crops under
+    ``faces`` (``faces/<person>/*.jpg``), and what was measured.
 
-    A metric-learning network such as dlib's places every face in one cone: impostor cosines sit
-    near 0.8-0.9 and the operating threshold near 0.95, where small drifts (INT8, FP16, a new
-    camera) move the false-accept rate a lot. Centred, impostor cosines spread around 0, but for
-    dlib's ResNet this costs 18 points of TAR@1e-3 (docs/experiments.md): measure before using it.
+    For a Euclidean metric-learning embedding (dlib's): scores spread from a cone near 0.9 to
+    impostors near 0.45, at the same TAR (docs/experiments.md, "Spreading the scores").
     """
     from ..contract import preprocess_crops
     from ..data.imagefolder import ImageFolder
 
-    layer = getattr(unwrap(model), "fc", None)
-    if not isinstance(layer, nn.Linear) or layer.bias is None:
-        raise CorefaceError(f"{getattr(model, 'architecture', type(model).__name__)}: no embedding layer with a bias to centre")
+    if getattr(model, "architecture", "") != "dlib_resnet" or getattr(model, "lift", None) is not None:
+        raise CorefaceError(f"{getattr(model, 'architecture', type(model).__name__)}: --spread is for dlib's Euclidean embedding; "
+                            "an ArcFace-trained backbone already spreads its cosine scores")
     folder = ImageFolder(faces, identities or None)
     if len(folder) < 2:
-        raise CorefaceError(f"{faces}: at least 2 aligned crops are needed to centre the embeddings")
-    total = torch.zeros(layer.out_features, dtype=torch.float64)
+        raise CorefaceError(f"{faces}: at least 2 aligned crops are needed to measure the spread")
+    parts = []
     for start in range(0, len(folder), batch_size):
         crops = np.stack([folder[i][0] for i in range(start, min(start + batch_size, len(folder)))])
-        total += model(torch.from_numpy(preprocess_crops(crops))).double().sum(0)
-    mean = (total / len(folder)).float()
-    layer.bias -= mean
-    return {"folder": faces.name, "identities": identities or "all", "crops": len(folder), "classes": len(folder.classes),
-            "mean_norm": round(float(mean.norm()), 4)}
+        parts.append(nn.functional.normalize(model(torch.from_numpy(preprocess_crops(crops))), dim=1))
+    mean, radius = lift_parameters(torch.cat(parts))
+    spread = build_backbone("dlib_resnet", model.embedding_size + 1, spread=True)
+    spread.load_state_dict({**model.state_dict(), "lift.mean": mean, "lift.radius": radius})
+    spread.eval()
+    return spread, {"folder": faces.name, "identities": identities or "all", "crops": len(folder), "classes": len(folder.classes),
+                    "cone_axis_length": round(float(mean.norm()), 4), "radius": round(float(radius), 4)}
 
 
 def _from_dlib(source: Path) -> nn.Module:

@@ -12,31 +12,9 @@ import numpy as np
 from ..contract import CROP_SIZE, InputContract, infer_contract
 from ..errors import CorefaceError
 from .base import contract_info
+from ..ort_session import open_session
 
-DEVICES = ("cpu", "cuda", "tensorrt", "auto")
-_EP = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider", "cpu": "CPUExecutionProvider"}
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
-
-
-def select_providers(device: str, available: Sequence[str]) -> list[str]:
-    """Execution providers for ``device``, best first, always ending with the CPU provider.
-
-    ``auto`` takes CUDA when this ONNX Runtime build has it; ``cuda`` and ``tensorrt`` must be
-    available or the call fails with the reason (TensorRT EP falls back to CUDA, then CPU).
-    """
-    if device not in DEVICES:
-        raise CorefaceError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if device == "cpu":
-        return [_EP["cpu"]]
-    if device == "auto":
-        return [p for p in (_EP["cuda"],) if p in available] + [_EP["cpu"]]
-    wanted = [_EP["tensorrt"], _EP["cuda"]] if device == "tensorrt" else [_EP["cuda"]]
-    if wanted[0] not in available:
-        raise CorefaceError(
-            f"{wanted[0]} is not available in this onnxruntime build (available: {', '.join(available)}); "
-            "install onnxruntime-gpu or use --device cpu"
-        )
-    return [p for p in wanted if p in available] + [_EP["cpu"]]
 
 
 def _check_graph_matches(contract: InputContract, name: str, shape: Sequence[Any], input_type: str, source: str) -> None:
@@ -61,8 +39,6 @@ class OnnxRuntimeBackend:
         threads: int | None = None,
         disabled_optimizers: Sequence[str] = (),
     ) -> None:
-        import onnxruntime as ort
-
         from ..export.onnx_meta import contract_of, graph_precision, load_onnx
 
         self.path = Path(path)
@@ -70,20 +46,8 @@ class OnnxRuntimeBackend:
         self.precision = graph_precision(model)
         stored = contract_of(model, str(self.path))
         del model
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        providers = select_providers(device, ort.get_available_providers())
-        if providers[0] == _EP["tensorrt"]:
-            cache = str(self.path.with_suffix(".ort-trt-cache"))
-            providers[0] = (providers[0], {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache, "trt_timing_cache_enable": True})
-        try:
-            kwargs = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers, **kwargs)
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            raise CorefaceError(f"{self.path}: ONNX Runtime cannot load it ({str(exc).strip().splitlines()[-1]})") from None
+        kwargs = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
+        self.session = open_session(self.path, device, threads, "an embedding model", **kwargs)
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self._input_dtype = _ORT_DTYPES.get(inp.type, np.float32)
         self._output_name = out.name
