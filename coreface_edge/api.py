@@ -21,14 +21,14 @@ from .face.detector import YuNetDetector
 from .face.quality import AcceptMinimum
 from .gate.actions import ActionRunner
 from .gate.audit import AuditLog, Event
-from .gate.enroll import Collected, from_images
+from .face.frontend import FULL_RESOLUTION, Collected, FaceFrontEnd, from_images
 from .gate.gallery import Gallery as GalleryFile
 from .gate.gallery import GalleryWatcher, model_mismatch
 from .gate.loop import BadgeReader, GateLoop
 from .gate.matcher import Matcher
-from .gate.pipeline import FULL_RESOLUTION, FaceFrontEnd
 from .gate.sources import Frame
-from .gate.threshold import load_threshold, open_model, reject_margin_of, resolve_threshold
+from .gate.threshold import open_model, reject_margin_of, resolve_threshold
+from .threshold_file import load_threshold
 from .gate.voting import Decider, VotingPolicy
 from .images import read_image
 from .pretrained import DEFAULT_MODEL, shipped_onnx_path

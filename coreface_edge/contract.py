@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from .errors import CorefaceError
 
 CONTRACT_METADATA_KEY = "coreface_edge.contract"
 CROP_SIZE = 112
+
+Embedder = Callable[[np.ndarray], np.ndarray]
+"""Any function from uint8 BGR aligned crops ``(N, 112, 112, 3)`` to ``(N, D)`` float32."""
 
 
 def scores_fingerprint(checkpoint_sha256: str, flip_fused: bool) -> str:

@@ -1,4 +1,4 @@
-"""Reading a photo: the decoded BGR image, or one line saying why it cannot be used.
+"""Reading photos: a folder's image files, and each decoded BGR image or one line saying why it cannot be used.
 
 ``cv2.imread`` decodes a truncated JPEG without complaint (libjpeg fills the missing rows with
 grey and only warns), so a photo cut short by a failed copy would be enrolled or judged as if
@@ -16,6 +16,7 @@ from .errors import CorefaceError
 
 JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
 PADDING = b"\x00\r\n\t "  # what some writers append after the end-of-image marker
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def decode_problem(data: bytes) -> str | None:
@@ -47,3 +48,11 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise UnreadableImage(path, problem or "not a format OpenCV decodes")
     return image
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """The images of a folder, sorted by name; none is an error."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise CorefaceError(f"{folder}: no images in this folder")
+    return files

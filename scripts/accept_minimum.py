@@ -35,8 +35,9 @@ from coreface_edge.evaluation.scores import l2_normalize
 from coreface_edge.face.detector import YuNetDetector
 from coreface_edge.gate.gallery import GalleryMatrix
 from coreface_edge.gate.matcher import person_scores
-from coreface_edge.gate.pipeline import FULL_RESOLUTION, FaceFrontEnd
-from coreface_edge.gate.threshold import load_threshold, open_model
+from coreface_edge.face.frontend import FULL_RESOLUTION, FaceFrontEnd
+from coreface_edge.gate.threshold import open_model
+from coreface_edge.threshold_file import load_threshold
 from coreface_edge.pretrained import DEFAULT_MODEL, shipped_onnx_path
 from coreface_edge.runtime.base import embed_in_batches
 

@@ -23,7 +23,7 @@ import numpy as np
 from coreface_edge.evaluation.metrics import roc_curve, tar_at_far
 from coreface_edge.evaluation.scores import exhaustive_scores
 from coreface_edge.face.detector import YuNetDetector
-from coreface_edge.gate.pipeline import FaceFrontEnd
+from coreface_edge.face.frontend import FaceFrontEnd
 from coreface_edge.pretrained import DEFAULT_MODEL, shipped_onnx_path
 from coreface_edge.runtime import open_backend
 

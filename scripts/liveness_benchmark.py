@@ -27,7 +27,7 @@ import numpy as np
 from landmark_refinement import cfp_frames
 
 from coreface_edge.face.detector import YuNetDetector
-from coreface_edge.gate.pipeline import FaceFrontEnd
+from coreface_edge.face.frontend import FaceFrontEnd
 from coreface_edge.liveness.metrics import apcer, bpcer
 from coreface_edge.liveness.runtime import open_liveness
 from coreface_edge.liveness.synthetic import ATTACKS, synthetic_attack

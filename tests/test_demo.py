@@ -232,7 +232,7 @@ def test_packaged_export_is_the_export_of_the_packaged_model(model_onnx: Path, p
     from fixtures_models import trained_artifact
 
     from coreface_edge.export.parity import compare_embeddings
-    from coreface_edge.gate.threshold import load_threshold
+    from coreface_edge.threshold_file import load_threshold
     from coreface_edge.pretrained import shipped_model_path, shipped_onnx_path
     from coreface_edge.runtime import open_backend
 

@@ -186,7 +186,7 @@ def test_operating_threshold_travels_with_the_export(exported: dict[str, Path], 
     scores differently, so it gets neither the threshold nor the same fingerprint."""
     import json
 
-    from coreface_edge.gate.threshold import load_threshold
+    from coreface_edge.threshold_file import load_threshold
 
     plain = open_backend(model_onnx).contract
     assert open_backend(exported["flip"]).contract.fingerprint != plain.fingerprint
@@ -207,7 +207,7 @@ def test_export_keeps_a_threshold_the_user_measured(tmp_path: Path, model_artifa
     import json
     from dataclasses import replace
 
-    from coreface_edge.gate.threshold import load_threshold, store_threshold
+    from coreface_edge.threshold_file import load_threshold, store_threshold
 
     if "operating_threshold" not in json.loads(model_artifact.with_suffix(".json").read_text()):
         pytest.skip("the artefact in use carries no operating threshold (the shipped model's card does)")

@@ -310,6 +310,10 @@ def test_revocation_reaches_every_running_gate_within_seconds(fleet: dict[str, s
             assert agent.wait(timeout=30) == 0, agent.stderr.read()
     status = run_cli("fleet", "status", "--dsn", fleet["admin_at"]).stdout
     assert "3 gates" in status and "revocation propagation over 3" in status
+    late = subprocess.run(sync_cmd(site, tmp_path, "late", fleet["gate_at"]), capture_output=True, text=True, timeout=120)
+    assert late.returncode == 0, late.stderr
+    status = run_cli("fleet", "status", "--dsn", fleet["admin_at"]).stdout  # a gate installed after the revocation adds no delay
+    assert "4 gates" in status and "revocation propagation over 3" in status, status
 
 
 def test_kill_9_of_a_sync_agent_mid_push_loses_and_duplicates_nothing(fleet: dict[str, str], site: dict[str, Path], tmp_path: Path):  # noqa: F811
@@ -324,6 +328,29 @@ def test_kill_9_of_a_sync_agent_mid_push_loses_and_duplicates_nothing(fleet: dic
     stored = count()
     assert 0 < stored < n, "the kill must land mid-push"
     run_cli("fleet", "sync", *sync_cmd(site, tmp_path, "g", fleet["gate_at"])[5:], timeout=120)
+    central = central_events(fleet["admin"])
+    assert len(central) == n and central == local_events(tmp_path / "g.audit.db")
+
+
+def test_a_stop_does_not_wait_for_a_backlog_and_the_rest_stays_queued(fleet: dict[str, str], site: dict[str, Path], tmp_path: Path):  # noqa: F811
+    """A gate back from a long outage has a backlog; SIGTERM must still end its sync within a
+    round's push budget (ROUND_PUSH_S), and what was not pushed goes on the next sync, once."""
+    from coreface_edge.fleet.sync import ROUND_PUSH_S
+
+    run_cli("fleet", "enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
+    n = 40000  # 8,000 push transactions of 5: many seconds, however fast the server
+    synthetic_audit(tmp_path / "g.audit.db", n)
+    agent = subprocess.Popen(sync_cmd(site, tmp_path, "g", fleet["gate_at"], "--loop", "--batch", "5"), stderr=subprocess.PIPE, text=True)
+    count = lambda: sql(fleet["admin"], "SELECT COUNT(*) FROM events")[0][0]  # noqa: E731
+    wait_for(lambda: count() >= 100 or agent.poll() is not None, 120, "the first pushes")
+    started = time.monotonic()
+    agent.send_signal(signal.SIGTERM)
+    _, err = agent.communicate(timeout=60)
+    took = time.monotonic() - started
+    assert agent.returncode == 0, err
+    stored = count()
+    assert stored < n and took < ROUND_PUSH_S + 3.0, (stored, took)
+    run_cli("fleet", "sync", *sync_cmd(site, tmp_path, "g", fleet["gate_at"])[5:], timeout=300)
     central = central_events(fleet["admin"])
     assert len(central) == n and central == local_events(tmp_path / "g.audit.db")
 

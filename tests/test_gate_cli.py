@@ -476,7 +476,7 @@ def test_memory_stays_flat_over_many_frames(site: dict[str, Path], face_photos: 
     from coreface_edge.gate.actions import ActionRunner
     from coreface_edge.gate.loop import BadgeReader, GateLoop
     from coreface_edge.gate.matcher import Matcher
-    from coreface_edge.gate.pipeline import FaceFrontEnd
+    from coreface_edge.face.frontend import FaceFrontEnd
     from coreface_edge.gate.sources import Frame
     from coreface_edge.gate.threshold import open_model
     from coreface_edge.gate.voting import Decider, VotingPolicy

@@ -16,17 +16,11 @@ from coreface_edge.gate.audit import AuditLog, Event
 from coreface_edge.gate.gallery import Gallery
 from coreface_edge.gate.matcher import Matcher, best_two
 from coreface_edge.gate.report import build_report, error_rates, plot_report
-from coreface_edge.gate.sources import Backoff, folder_frames, folder_images, live_frames, nvargus_pipeline, open_source, source_kind
+from coreface_edge.images import folder_images
+from coreface_edge.gate.sources import Backoff, folder_frames, live_frames, nvargus_pipeline, open_source, source_kind
 from coreface_edge.evaluation.scores import exhaustive_scores
-from coreface_edge.gate.threshold import (
-    OperatingThreshold,
-    carry_threshold,
-    impostor_pair_count,
-    load_threshold,
-    open_set_far,
-    pick_threshold,
-    store_threshold,
-)
+from coreface_edge.gate.threshold import impostor_pair_count, open_set_far, pick_threshold
+from coreface_edge.threshold_file import OperatingThreshold, carry_threshold, load_threshold, store_threshold
 from coreface_edge.gate.voting import ACCEPT, NO_MATCH, REJECT, UNKNOWN, Decider, Observation, VotingPolicy, iou
 
 BOX = (100.0, 100.0, 80.0, 80.0)
@@ -125,7 +119,7 @@ def test_faces_are_tracked_by_iou_and_tracks_stay_bounded():
 
 
 def test_detector_view_keeps_the_smallest_accepted_face_detectable():
-    from coreface_edge.gate.pipeline import auto_detect_side
+    from coreface_edge.face.frontend import auto_detect_side
 
     assert auto_detect_side((480, 640, 3), min_eye_distance=20) == 320
     assert auto_detect_side((1080, 1920, 3), min_eye_distance=20) == 768  # a 50 px face stays 20 px wide
@@ -436,7 +430,7 @@ def test_missing_camera_is_one_clear_line():
 def test_camera_enrollment_guides_the_person_until_enough_good_frames(tmp_path: Path, face_photos: list[Path]):
     from coreface_edge.face.detector import YuNetDetector
     from coreface_edge.gate.enroll import from_camera
-    from coreface_edge.gate.pipeline import FULL_RESOLUTION, FaceFrontEnd
+    from coreface_edge.face.frontend import FULL_RESOLUTION, FaceFrontEnd
     from coreface_edge.gate.sources import open_source
 
     video = tmp_path / "camera.avi"
@@ -483,8 +477,7 @@ def test_small_faces_get_their_landmarks_from_the_full_frame(face_photos: list[P
 
 def test_enrollment_skips_a_photo_with_two_faces(face_photos: list[Path], tmp_path: Path):
     from coreface_edge.face.detector import YuNetDetector
-    from coreface_edge.gate.enroll import from_images
-    from coreface_edge.gate.pipeline import FULL_RESOLUTION, FaceFrontEnd
+    from coreface_edge.face.frontend import FULL_RESOLUTION, FaceFrontEnd, from_images
 
     one, two = (cv2.imread(str(p)) for p in (face_photos[3], face_photos[5]))  # CFP 402 and 403, frontal
     one, two = (cv2.resize(x, (round(x.shape[1] * 300 / x.shape[0]), 300)) for x in (one, two))
@@ -504,7 +497,7 @@ def test_a_person_removed_while_the_gate_runs_is_no_longer_accepted(tmp_path: Pa
     from coreface_edge.gate.actions import ActionRunner
     from coreface_edge.gate.gallery import GalleryWatcher
     from coreface_edge.gate.loop import BadgeReader, GateLoop
-    from coreface_edge.gate.pipeline import FaceFrontEnd
+    from coreface_edge.face.frontend import FaceFrontEnd
     from coreface_edge.gate.sources import Frame
 
     embed = lambda crops: np.ones((len(crops), 16), np.float32)  # noqa: E731 - every face looks like ann
@@ -544,7 +537,7 @@ def test_a_bad_frame_is_counted_and_the_loop_goes_on(tmp_path: Path, face_photos
     from coreface_edge.face.detector import YuNetDetector
     from coreface_edge.gate.actions import ActionRunner
     from coreface_edge.gate.loop import BadgeReader, GateLoop
-    from coreface_edge.gate.pipeline import FaceFrontEnd
+    from coreface_edge.face.frontend import FaceFrontEnd
     from coreface_edge.gate.sources import Frame
 
     with Gallery(tmp_path / "g.db", create=True) as g:
@@ -576,7 +569,7 @@ def test_a_face_below_the_accept_minimum_is_logged_but_never_judged(tmp_path: Pa
     from coreface_edge.face.quality import AcceptMinimum
     from coreface_edge.gate.actions import ActionRunner
     from coreface_edge.gate.loop import BadgeReader, GateLoop
-    from coreface_edge.gate.pipeline import FULL_RESOLUTION, FaceFrontEnd
+    from coreface_edge.face.frontend import FULL_RESOLUTION, FaceFrontEnd
     from coreface_edge.gate.sources import Frame
     from coreface_edge.pretrained import DEFAULT_MODEL, shipped_onnx_path
     from coreface_edge.runtime import open_backend

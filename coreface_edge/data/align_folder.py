@@ -16,7 +16,7 @@ import cv2
 
 from ..atomic import write_bytes_atomic
 from ..errors import CorefaceError
-from ..gate.sources import IMAGE_SUFFIXES
+from ..images import IMAGE_SUFFIXES
 
 JPEG_QUALITY = 95
 
@@ -43,9 +43,8 @@ def person_folders(root: Path) -> list[Path]:
 def align_person_folders(root: Path, out: Path, advance: Callable[[], None] = lambda: None) -> AlignedFolder:
     """Write ``out/<person>/<photo>.jpg`` crops for every photo of ``root`` with a good face."""
     from ..face import YuNetDetector
-    from ..gate.enroll import from_images
-    from ..gate.pipeline import FULL_RESOLUTION, FaceFrontEnd
-    from ..gate.sources import folder_images
+    from ..face.frontend import FULL_RESOLUTION, FaceFrontEnd, from_images
+    from ..images import folder_images
 
     front = FaceFrontEnd(YuNetDetector(), None, max_faces=1, detect_side=FULL_RESOLUTION)
     summary = AlignedFolder()

@@ -69,7 +69,7 @@ def align_command(
     (held-out faces for 'calibrate quantize --holdout' and 'benchmark --faces')."""
     from ..errors import CorefaceError
     from .align_folder import align_person_folders, person_folders
-    from ..gate.sources import folder_images
+    from ..images import folder_images
 
     console = Console()
     total = sum(len(folder_images(d)) for d in person_folders(photos))

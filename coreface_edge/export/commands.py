@@ -116,7 +116,7 @@ def build_command(
 
 def _carry_threshold(model: Path, engine: Path, precision: str, fingerprint: str, console: Console) -> None:
     """FP32/FP16 engines score like their ONNX: they take its operating threshold; INT8 does not."""
-    from ..gate.threshold import carry_threshold, sidecar_path
+    from ..threshold_file import carry_threshold, sidecar_path
 
     if not sidecar_path(model).is_file():
         return

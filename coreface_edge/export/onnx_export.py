@@ -167,7 +167,7 @@ def store_operating_threshold(model: Path, fingerprint: str, point: dict | None,
     shipped model's card carries one), so ``gate`` runs without a threshold of the user's own.
     Not for a flip-fused export (its scores differ from the measured ones), and never over a
     threshold already stored for this model (one the user measured on their own faces)."""
-    from ..gate.threshold import OperatingThreshold, load_threshold, sidecar_path, store_threshold
+    from ..threshold_file import OperatingThreshold, load_threshold, sidecar_path, store_threshold
 
     if not point or opts.fuse_flip:
         return None

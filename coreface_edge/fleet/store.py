@@ -260,11 +260,13 @@ class FleetStore:
         return int(latest), [dict(zip(keys, r)) for r in rows]
 
     def propagation(self) -> list[float]:
-        """Seconds from each revocation to each gate that has synced since applying it (server clock)."""
+        """Seconds from each revocation to its first sync by each gate that was already in the fleet
+        when it was made (server clock); a gate installed later never held the revoked person."""
         with self.transaction():
             rows = self.conn.execute(
                 "SELECT extract(epoch FROM (SELECT MIN(s.at) FROM gate_syncs s WHERE s.gate = g.gate AND s.cursor >= c.id) - c.at)::float8 "
-                "FROM changes c CROSS JOIN (SELECT DISTINCT gate FROM gate_syncs) g WHERE c.kind = 'revoke'"
+                "FROM changes c CROSS JOIN (SELECT gate, MIN(at) AS joined FROM gate_syncs GROUP BY gate) g "
+                "WHERE c.kind = 'revoke' AND g.joined <= c.at"
             ).fetchall()
         return [r[0] for r in rows if r[0] is not None]
 

@@ -24,6 +24,8 @@ PUSH_BATCH = 500
 EVERY_S = 1.0
 MAX_BACKOFF_S = 5.0
 MARK_EVERY_S = 30.0  # a gate with nothing new still says it is alive this often
+ROUND_PUSH_S = 2.0  # a background round pushes this long at most, so a stop never waits for a backlog
+FINAL_PUSH_S = 5.0  # on stop, the last round's budget; what is left stays queued on disk for the next start
 
 
 @dataclass
@@ -69,12 +71,14 @@ class SyncAgent:
             self._store = store
         return self._store
 
-    def sync_once(self, push: bool = True) -> bool:
-        """Pull every change, push every queued event (``push``); True when anything moved.
-        Any failure is one ``CorefaceError`` line, so the background thread never dies of one."""
+    def sync_once(self, push: bool = True, push_for_s: float | None = None) -> bool:
+        """Pull every change, push queued events (``push``: all of them, or batches for about
+        ``push_for_s`` seconds); True when anything moved. Any failure is one ``CorefaceError``
+        line, so the background thread never dies of one."""
         try:
             store = self._connect()
-            moved = self._pull(store) | (self._push(store) if push else False)
+            deadline = None if push_for_s is None else time.monotonic() + push_for_s
+            moved = self._pull(store) | (self._push(store, deadline) if push else False)
             if moved or time.monotonic() - self._marked > MARK_EVERY_S:
                 store.mark(self.outbox.gate, self.outbox.name, self.state.cursor, self.outbox.pushed, self.outbox.queued())
                 self._marked = time.monotonic()
@@ -103,9 +107,9 @@ class SyncAgent:
                 self.on_event("fleet_refused", f"{pulled.refused} templates of another model than this gate's refused")
             self.state.cursor, moved = pulled.cursor, True
 
-    def _push(self, store: FleetStore) -> bool:
+    def _push(self, store: FleetStore, deadline: float | None) -> bool:
         moved = False
-        while True:
+        while deadline is None or time.monotonic() < deadline:
             rows = self.outbox.pending(self.batch)
             labels, labels_until = self.outbox.labels()
             if not rows and not labels:
@@ -116,6 +120,7 @@ class SyncAgent:
             moved = True
             if not rows:
                 return moved
+        return moved
 
     def _drop(self) -> None:
         if self._store is not None:
@@ -133,11 +138,12 @@ class SyncAgent:
         last_problem = None
         while not stop.is_set():
             try:
-                self.sync_once()
+                self.sync_once(push_for_s=ROUND_PUSH_S)
                 if not self.state.online:
                     self.on_event("fleet_online", f"synced with {self._server()}: {cache.people(self.cache)} people cached, "
                                   f"{self.outbox.queued()} events queued")  # fmt: skip
-                self.state.online, last_problem, wait = True, None, self.every_s
+                backlog = self.outbox.queued() > 0  # a backlog is pushed round after round, without a pause
+                self.state.online, last_problem, wait = True, None, 0.0 if backlog else self.every_s
             except CorefaceError as exc:
                 self.state.failures += 1
                 if self.state.online or str(exc) != last_problem:
@@ -152,16 +158,17 @@ class SyncAgent:
         self._thread = threading.Thread(target=self.run, args=(self._stop,), name="fleet-sync", daemon=True)
         self._thread.start()
 
-    def close(self, final_sync: bool = True) -> dict:
-        """Stop the thread; one last round pushes what the run left queued (if the server is
-        there). Returns the summary; closing twice is harmless."""
+    def close(self, final_sync: bool = True, push_for_s: float = FINAL_PUSH_S) -> dict:
+        """Stop the thread; one last round pushes, for ``push_for_s`` seconds at most, what the
+        run left queued (if the server is there); the rest stays queued on disk for the next
+        start. Returns the summary; closing twice is harmless."""
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
             self._thread = None
             if final_sync:
                 try:
-                    self.sync_once()
+                    self.sync_once(push_for_s=push_for_s)
                 except CorefaceError as exc:
                     kind = "fleet_offline" if isinstance(exc, Unreachable) else "fleet_error"
                     self.on_event(kind, f"{exc}; {self.outbox.queued()} events stay queued for the next sync")

@@ -28,7 +28,7 @@ def _model_options(threads: Optional[int]) -> dict[str, Any]:
 
 def _front_end(embedder: Any, max_faces: int, detect_side: Optional[int], refine: bool = True, accept: Any = None, detector: Any = None) -> Any:
     from ..face.detector import YuNetDetector
-    from .pipeline import FaceFrontEnd
+    from ..face.frontend import FaceFrontEnd
 
     return FaceFrontEnd(detector or YuNetDetector(), embedder, max_faces=max_faces, detect_side=detect_side, refine=refine, accept=accept)
 
@@ -59,11 +59,13 @@ def enroll_command(
 
     from ..profiling.progress import advancer, progress_bar
     from ..runtime.base import embed_in_batches
-    from .enroll import from_camera, from_images, look_alikes
+    from ..face.frontend import FULL_RESOLUTION, from_images
+    from ..images import folder_images
+    from .enroll import from_camera, look_alikes
     from .gallery import Gallery, model_mismatch
-    from .pipeline import FULL_RESOLUTION
-    from .sources import folder_images, open_source
-    from .threshold import load_threshold, open_model
+    from .sources import open_source
+    from ..threshold_file import load_threshold
+    from .threshold import open_model
 
     if (images is None) == (camera is None):
         raise CorefaceError("enroll: give exactly one of --images DIR or --camera SOURCE")
@@ -226,7 +228,8 @@ def gate_command(
     from .loop import BadgeReader, GateLoop
     from .matcher import Matcher
     from .sources import open_source
-    from .threshold import load_threshold, open_model, reject_margin_of, resolve_threshold
+    from ..threshold_file import load_threshold
+    from .threshold import open_model, reject_margin_of, resolve_threshold
     from .voting import Decider, VotingPolicy
 
     if badge and badge_command:
@@ -410,7 +413,8 @@ def threshold_command(
     threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime: intra-op threads."),
 ) -> None:
     """Pick the operating threshold for a target FAR from the impostor pairs of an evaluation set."""
-    from .threshold import REJECT_FAR_FACTOR, open_model, store_threshold, threshold_on_cfp, threshold_on_faces
+    from ..threshold_file import store_threshold
+    from .threshold import REJECT_FAR_FACTOR, open_model, threshold_on_cfp, threshold_on_faces
 
     if (data is None) == (faces is None):
         raise CorefaceError("threshold: give exactly one of --data (aligned CFP) or --faces (the site's own labelled faces)")

@@ -1,64 +1,22 @@
 """Enrollment: collect good faces of one person (image folder or camera), embed, store.
 
 From a folder, each image contributes its face if it passes the quality gate (an image with
-several faces is skipped: whose would it be?); from a camera, frames are taken until ``n`` good ones were collected,
+several faces is skipped: whose would it be?; ``face.frontend.from_images``); from a camera, frames are taken until ``n`` good ones were collected,
 while the console tells the person what to fix ("closer", "face the camera", "too dark").
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
 from ..errors import CorefaceError
-from ..images import UnreadableImage, read_image
+from ..face.frontend import Collected, FaceFrontEnd
 from .gallery import Gallery
 from .matcher import Matcher
-from .pipeline import FaceFrontEnd
 from .sources import Frame
-
-
-@dataclass
-class Collected:
-    """Good aligned faces of one person, with where each came from and why others were skipped."""
-
-    crops: list[np.ndarray] = field(default_factory=list)
-    qualities: list[dict[str, float]] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    def add(self, front: FaceFrontEnd, image: np.ndarray, source: str) -> list[str]:
-        """Take the best face of ``image`` if it is good enough; returns what is wrong otherwise."""
-        faces = front.faces(image)
-        if len(faces.problems) == 0:
-            return ["no face"]
-        if faces.n_detected > 1:  # whose face is it? never guess at enrollment
-            return [f"{faces.n_detected} faces: only the person to enroll may be in view"]
-        if faces.problems[0]:
-            return faces.problems[0]
-        self.crops.append(faces.crops[0])
-        self.qualities.append(faces.qualities[0].as_dict())
-        self.sources.append(source)
-        return []
-
-
-def from_images(front: FaceFrontEnd, files: list[Path], advance: Callable[[], None]) -> Collected:
-    """The best face of every image file; unreadable (truncated included) / faceless / poor images
-    are listed as skipped."""
-    got = Collected()
-    for path in files:
-        try:
-            problems = got.add(front, read_image(path), path.name)
-        except UnreadableImage as exc:
-            problems = [exc.reason]
-        if problems:
-            got.skipped.append((path.name, ", ".join(problems)))
-        advance()
-    return got
 
 
 def from_camera(

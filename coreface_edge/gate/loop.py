@@ -24,7 +24,7 @@ from .actions import ActionRunner
 from .audit import AuditLog, Event
 from .gallery import GalleryWatcher
 from .matcher import Matcher
-from .pipeline import LIVENESS, STAGES, FaceFrontEnd, Faces
+from ..face.frontend import LIVENESS, STAGES, FaceFrontEnd, Faces
 from .sources import Frame
 from .voting import ACCEPT, NO_MATCH, REJECT, SPOOF, UNKNOWN, Decider, Decision, Observation
 

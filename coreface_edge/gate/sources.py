@@ -23,11 +23,10 @@ import cv2
 import numpy as np
 
 from ..errors import CorefaceError
-from ..images import UnreadableImage, read_image
+from ..images import UnreadableImage, folder_images, read_image
 
 # The gate reports an unreachable stream itself, in one line; FFmpeg's own log would add noise.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 # Sources FFmpeg reads over the network (source kind "rtsp", the first and most common of them).
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "rtmps://", "udp://", "tcp://", "srt://")
 STREAM_OPEN_TIMEOUT_S = 5.0  # connect + handshake + stream probing of a network stream
@@ -175,14 +174,6 @@ def opener(
         params = stream_params(open_timeout_s, read_timeout_s)
         return lambda: cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
     return lambda: cv2.VideoCapture(spec)
-
-
-def folder_images(folder: Path) -> list[Path]:
-    """The images of a folder, sorted by name; none is an error."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise CorefaceError(f"{folder}: no images in this folder")
-    return files
 
 
 def folder_frames(files: list[Path]) -> Iterator[Frame]:

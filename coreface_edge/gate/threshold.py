@@ -1,30 +1,26 @@
 """The model a gate runs (its fingerprint) and its operating threshold, stored beside it.
 
 ``coreface-edge threshold`` picks the threshold for a target FAR from the impostor scores
-of an evaluation set (the evaluation package's ROC and TAR@FAR) and writes
-``<model>.threshold.json``; ``gate`` and ``enroll`` read it back, refusing one that was
-computed for another model.
+of an evaluation set (the evaluation package's ROC and TAR@FAR); the file it writes,
+``<model>.threshold.json``, is :mod:`coreface_edge.threshold_file`'s.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 
-from ..atomic import write_text_atomic
 from ..errors import CorefaceError
 from ..evaluation.metrics import roc_curve, tar_at_far
 from ..runtime.base import Embedder, EmbeddingBackend, open_backend
+from ..threshold_file import OperatingThreshold, load_threshold, sidecar_path
 
-SIDECAR_SUFFIX = ".threshold.json"
 REJECT_FAR_FACTOR = 10.0  # 'reject' (looks enrolled) from the score a stranger reaches 10x as often as the accept one
 
 
@@ -45,22 +41,6 @@ def open_model(path: str | Path, backend: str | None = None, **options: Any) -> 
     """Open a model file with its backend; returns ``(backend, fingerprint)``."""
     opened = open_backend(path, backend, **options)
     return opened, model_fingerprint(path, opened)
-
-
-@dataclass(frozen=True)
-class OperatingThreshold:
-    """A threshold chosen for ``far_target`` on an evaluation set, and what it gave there."""
-
-    threshold: float
-    far_target: float
-    far: float
-    tar: float
-    genuine_pairs: int
-    impostor_pairs: int
-    fingerprint: str
-    data: str
-    created: float
-    reject_threshold: float | None = None  # threshold at FAR ``REJECT_FAR_FACTOR * far_target``
 
 
 def open_set_far(far: float, comparisons: int) -> float:
@@ -86,40 +66,6 @@ def pick_threshold(genuine: np.ndarray, impostor: np.ndarray, far_target: float)
     check_far(far_target, np.size(impostor))
     point = tar_at_far(roc_curve(genuine, impostor), far_target)
     return point.threshold, point.far, point.tar
-
-
-def sidecar_path(model: str | Path) -> Path:
-    return Path(str(model) + SIDECAR_SUFFIX)
-
-
-def store_threshold(model: str | Path, chosen: OperatingThreshold) -> Path:
-    path = sidecar_path(model)
-    write_text_atomic(path, json.dumps(asdict(chosen), indent=2) + "\n")
-    return path
-
-
-def load_threshold(model: str | Path, fingerprint: str) -> OperatingThreshold | None:
-    """The stored threshold for this model, None when there is none; refuses another model's."""
-    path = sidecar_path(model)
-    if not path.is_file():
-        return None
-    try:
-        chosen = OperatingThreshold(**json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
-        raise CorefaceError(f"{path}: not a threshold file ({exc}); rerun coreface-edge threshold --store") from None
-    if chosen.fingerprint != fingerprint:
-        raise CorefaceError(f"{path}: computed for model {chosen.fingerprint[:12]}, this is {fingerprint[:12]}: rerun coreface-edge threshold --store")
-    return chosen
-
-
-def carry_threshold(source: str | Path, target: str | Path, fingerprint: str, note: str) -> Path | None:
-    """Store ``source``'s threshold for ``target``, a converted copy that scores like it (an FP32
-    or FP16 engine: cosine to the source ~1 - 1e-5), noting where it was measured; None when
-    ``source`` has none. Not for INT8: its scores shift by more than thresholds near 0.99 allow."""
-    stored = load_threshold(source, fingerprint)
-    if stored is None:
-        return None
-    return store_threshold(target, replace(stored, data=f"{stored.data}; {note}", created=time.time()))
 
 
 DEFAULT_REJECT_MARGIN = 0.1  # 'reject' band under the threshold when no operating point is stored

@@ -25,7 +25,7 @@ app = typer.Typer(cls=_ScoreByDefault, help="Presentation-attack (liveness) chec
 
 def _media(paths: list[Path]) -> Iterator[tuple[str, Path]]:
     """``(kind, path)`` for every photo (a folder's, sorted) and video among ``paths``."""
-    from ..gate.sources import IMAGE_SUFFIXES, folder_images
+    from ..images import IMAGE_SUFFIXES, folder_images
 
     for path in paths:
         if path.is_dir():
@@ -49,7 +49,7 @@ def score(
     import numpy as np
 
     from ..face.detector import YuNetDetector
-    from ..gate.pipeline import FaceFrontEnd
+    from ..face.frontend import FaceFrontEnd
     from ..gate.sources import open_source
     from ..profiling.commands import make_console
     from ..images import UnreadableImage, read_image

@@ -184,9 +184,10 @@ def profile_pipeline(
     from ..gate.gallery import Gallery
     from ..gate.loop import BadgeReader, GateLoop
     from ..gate.matcher import Matcher
-    from ..gate.pipeline import FaceFrontEnd
+    from ..face.frontend import FaceFrontEnd
     from ..gate.sources import open_source
-    from ..gate.threshold import load_threshold, open_model, reject_margin_of
+    from ..gate.threshold import open_model, reject_margin_of
+    from ..threshold_file import load_threshold
     from ..gate.voting import Decider, VotingPolicy
     from ..liveness.runtime import liveness_option
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..contract import InputContract
+from ..contract import Embedder, InputContract
 
-Embedder = Callable[[np.ndarray], np.ndarray]
-"""Any function from uint8 BGR aligned crops ``(N, 112, 112, 3)`` to ``(N, D)`` float32."""
 EMBED_BATCH = 32
 
 

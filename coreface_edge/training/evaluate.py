@@ -19,7 +19,7 @@ from ..data.verification_bin import VerificationPairs, load_verification_bin
 from ..errors import CorefaceError
 from ..evaluation.cfp_protocol import CfpProtocol, load_protocol
 from ..evaluation.evaluate import evaluate_cfp, evaluate_pairs
-from ..runtime.base import Embedder
+from ..contract import Embedder
 from .config import EvalConfig
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from ..face.alignment import align_faces
-from ..face.detector import FaceDetector, detect_downscaled, refine_landmarks
-from ..face.quality import AcceptMinimum, FaceQuality, QualityThresholds, measure_quality
-from ..runtime.base import Embedder
+from ..contract import Embedder
+from ..images import UnreadableImage, read_image
+from .alignment import align_faces
+from .detector import FaceDetector, detect_downscaled, refine_landmarks
+from .quality import AcceptMinimum, FaceQuality, QualityThresholds, measure_quality
 
 STAGES = ("detect", "align", "embed", "match")
 LIVENESS = "liveness"  # the optional stage: timed by the gate loop when liveness is on
@@ -121,3 +124,42 @@ class FaceFrontEnd:
         faces.embeddings = self.embed_fn(faces.crops[ok]) if ok else None
         faces.timings["embed"] = (time.perf_counter() - t0) * 1e3
         return faces
+
+
+@dataclass
+class Collected:
+    """Good aligned faces of one person, with where each came from and why others were skipped."""
+
+    crops: list[np.ndarray] = field(default_factory=list)
+    qualities: list[dict[str, float]] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, front: FaceFrontEnd, image: np.ndarray, source: str) -> list[str]:
+        """Take the best face of ``image`` if it is good enough; returns what is wrong otherwise."""
+        faces = front.faces(image)
+        if len(faces.problems) == 0:
+            return ["no face"]
+        if faces.n_detected > 1:  # whose face is it? never guess at enrollment
+            return [f"{faces.n_detected} faces: only the person to enroll may be in view"]
+        if faces.problems[0]:
+            return faces.problems[0]
+        self.crops.append(faces.crops[0])
+        self.qualities.append(faces.qualities[0].as_dict())
+        self.sources.append(source)
+        return []
+
+
+def from_images(front: FaceFrontEnd, files: list[Path], advance: Callable[[], None]) -> Collected:
+    """The best face of every image file; unreadable (truncated included) / faceless / poor images
+    are listed as skipped."""
+    got = Collected()
+    for path in files:
+        try:
+            problems = got.add(front, read_image(path), path.name)
+        except UnreadableImage as exc:
+            problems = [exc.reason]
+        if problems:
+            got.skipped.append((path.name, ", ".join(problems)))
+        advance()
+    return got
