@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,12 +34,22 @@ def select_providers(device: str, available: Sequence[str]) -> list[str]:
     return [p for p in wanted if p in available] + [EP["cpu"]]
 
 
+def trt_cache_dir(model: Path) -> Path:
+    """Where the TensorRT provider keeps engines for ``model``: beside it (``<model>.ort-trt-cache``)
+    when its folder is writable, else under the user's cache (a model packaged in a read-only
+    site-packages), one folder per model path."""
+    if os.access(model.resolve().parent, os.W_OK):
+        return model.with_suffix(".ort-trt-cache")
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "coreface-edge" / "ort-trt" / f"{model.stem}-{hashlib.sha256(str(model.resolve()).encode()).hexdigest()[:12]}"
+
+
 def open_session(path: Path, device: str = "cpu", threads: int | None = None, what: str = "a model", **kwargs: Any) -> Any:
     """An ``onnxruntime.InferenceSession`` for ``path``; any load failure is one CorefaceError line.
 
     ``threads``: intra-op threads (None: ONNX Runtime's default, one per core); they do not
-    spin-wait between runs. With the TensorRT provider, engines and timing caches are kept
-    beside the model (``<model>.ort-trt-cache``), so a Jetson builds them once, not at every start.
+    spin-wait between runs. With the TensorRT provider, engines and timing caches are kept in
+    :func:`trt_cache_dir`, so a Jetson builds them once, not at every start.
     """
     import onnxruntime as ort
 
@@ -54,7 +66,7 @@ def open_session(path: Path, device: str = "cpu", threads: int | None = None, wh
         options.inter_op_num_threads = 1
     providers: list[Any] = select_providers(device, ort.get_available_providers())
     if providers[0] == EP["tensorrt"]:
-        cache = str(path.with_suffix(".ort-trt-cache"))
+        cache = str(trt_cache_dir(path))
         providers[0] = (providers[0], {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache, "trt_timing_cache_enable": True})
     try:
         return ort.InferenceSession(str(path), options, providers=providers, **kwargs)

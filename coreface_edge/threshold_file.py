@@ -31,7 +31,7 @@ class OperatingThreshold:
     fingerprint: str
     data: str
     created: float
-    reject_threshold: float | None = None  # threshold at FAR ``REJECT_FAR_FACTOR * far_target``
+    reject_threshold: float | None = None  # threshold at FAR ``gate.threshold.REJECT_FAR_FACTOR * far_target``
 
 
 def sidecar_path(model: str | Path) -> Path:

@@ -104,6 +104,25 @@ def test_onnxruntime_yunet_matches_opencv_face_detector(face_photos):
     assert faces_seen >= len(face_photos)
 
 
+def test_a_smaller_image_after_a_larger_one_sees_zero_padding(face_photos):
+    """One detector, two images of the same padded size (160 x 160): the second one's padding must
+    not hold the first one's pixels (no phantom face, no shifted box)."""
+    photo = cv2.imread(str(face_photos[0]))
+    first, second = cv2.resize(photo, (160, 160)), cv2.resize(photo, (130, 145))
+    detector = YuNetDetector()
+    detector.detect(first)
+    got, fresh, theirs = detector.detect(second), YuNetDetector().detect(second), _opencv_yunet_detections(second)
+    assert len(got) == len(fresh) == len(theirs) == 1
+    np.testing.assert_allclose(got.boxes, fresh.boxes, atol=1e-4)
+    np.testing.assert_allclose(got.boxes, theirs.boxes, atol=0.01)
+
+
+def test_degenerate_images_give_no_faces_not_a_traceback():
+    detector = YuNetDetector()
+    assert len(detector.detect(np.zeros((0, 50, 3), np.uint8))) == 0
+    assert len(detect_downscaled(detector, np.zeros((1, 2000, 3), np.uint8), 640)) == 0
+
+
 def test_detector_refuses_a_model_that_is_not_yunet():
     from coreface_edge.liveness.runtime import shipped_liveness
 

@@ -355,6 +355,30 @@ def test_a_stop_does_not_wait_for_a_backlog_and_the_rest_stays_queued(fleet: dic
     assert len(central) == n and central == local_events(tmp_path / "g.audit.db")
 
 
+def test_a_gate_stop_pushes_for_its_budget_and_leaves_the_rest_queued(fleet: dict[str, str], site: dict[str, Path], tmp_path: Path):  # noqa: F811
+    """What ``gate --fleet`` does on stop: join the sync thread, one last push round of at most
+    ``push_for_s``; the rest stays queued and the next sync stores every event once."""
+    from coreface_edge.fleet.dsn import resolve
+    from coreface_edge.fleet.sync import ROUND_PUSH_S, SyncAgent
+    from coreface_edge.gate.threshold import open_model
+
+    run_cli("fleet", "enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
+    n = 40000
+    synthetic_audit(tmp_path / "g.audit.db", n)
+    _, fingerprint = open_model(site["model"])
+    agent = SyncAgent(resolve(fleet["gate_at"]), tmp_path / "g.cache.db", tmp_path / "g.audit.db", fingerprint, "g", batch=5)
+    agent.sync_once(push=False)
+    agent.start(lambda kind, detail: None)
+    time.sleep(0.5)
+    started = time.monotonic()
+    summary = agent.close(push_for_s=0.5)
+    took = time.monotonic() - started
+    assert 0 < summary["queued"] < n and summary["pushed"] > 0 and took < ROUND_PUSH_S + 0.5 + 3.0, (summary, took)
+    run_cli("fleet", "sync", *sync_cmd(site, tmp_path, "g", fleet["gate_at"])[5:], timeout=300)
+    central = central_events(fleet["admin"])
+    assert len(central) == n and central == local_events(tmp_path / "g.audit.db")
+
+
 def test_kill_9_of_the_server_mid_push_loses_and_duplicates_nothing(fleet: dict[str, str], site: dict[str, Path], tmp_path: Path):  # noqa: F811
     run_cli("fleet", "enroll", str(site["gallery"]), "--dsn", fleet["admin_at"])
     n = 3000

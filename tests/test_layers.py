@@ -21,6 +21,7 @@ FORBIDDEN = {
     "export": {"runtime", "calibration", "gate", "liveness", "fleet", "profiling", "demo"},
     "runtime": {"calibration", "gate", "liveness", "fleet", "profiling", "demo"},
     "face": {"models", "training", "export", "runtime", "calibration", "gate", "liveness", "fleet", "profiling", "demo"},
+    "evaluation": {"calibration", "gate", "liveness", "fleet", "profiling", "demo"},
     "liveness": {"gate", "fleet", "profiling", "demo"},
     "gate": {"demo"},
 }
@@ -51,6 +52,15 @@ def test_a_layer_never_imports_the_layers_above_it(layer: str) -> None:
         if path.name != "commands.py"
     }
     assert not {k: v for k, v in offenders.items() if v}, offenders
+
+
+SHARED = ("atomic", "contract", "errors", "images", "ort_session", "threshold_file")  # below every package
+SUBPACKAGES = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+
+
+@pytest.mark.parametrize("module", SHARED)
+def test_the_shared_helpers_import_no_package(module: str) -> None:
+    assert not _imported_subpackages(PACKAGE / f"{module}.py") & SUBPACKAGES
 
 
 def test_the_checker_sees_every_kind_of_import() -> None:

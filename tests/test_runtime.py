@@ -151,3 +151,18 @@ def test_onnx_backend_does_not_import_torch(model_onnx: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_tensorrt_engines_go_beside_the_model_or_to_the_user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A packaged model in a read-only site-packages gets its engine cache under ~/.cache instead."""
+    import os
+
+    from coreface_edge.ort_session import trt_cache_dir
+
+    model = tmp_path / "yunet.onnx"
+    assert trt_cache_dir(model) == tmp_path / "yunet.ort-trt-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a read-only install looks (root may write anywhere)
+    elsewhere = trt_cache_dir(model)
+    assert elsewhere.parent == tmp_path / "cache" / "coreface-edge" / "ort-trt" and elsewhere.name.startswith("yunet-")
+    assert trt_cache_dir(tmp_path / "other" / "yunet.onnx") != elsewhere  # one folder per model path

@@ -82,6 +82,8 @@ def test_spread_is_refused_where_it_does_not_apply(tmp_path: Path, face_photos: 
     onnx_file.write_bytes(b"not used")
     proc = run_cli("models", "import", onnx_file, "--spread", tmp_path, check=False)
     assert proc.returncode == 2 and "--spread needs dlib weights (.dat)" in proc.stderr
+    proc = run_cli("models", "import", onnx_file, "--spread-identities", "1-400", check=False)
+    assert proc.returncode == 2 and "--spread-identities needs --spread" in proc.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     dat = tmp_path / "synthetic.dat"

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ..data.cfp import DEFAULT_CFP_ROOT
 from ..errors import CorefaceError
-from ..runtime.base import Embedder
+from ..contract import Embedder
 from .metrics import Roc
 
 _Run = tuple[dict[str, Any], dict[str, Roc], str]  # JSON result, ROC per row, plot/table title

@@ -12,7 +12,7 @@ from rich.console import Console
 from ..contract import CROP_SIZE
 from ..errors import CorefaceError
 from ..progress import progress_bar
-from ..runtime.base import Embedder
+from ..contract import Embedder
 from .scores import l2_normalize
 
 PIXELS = "pixels"

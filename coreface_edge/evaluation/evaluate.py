@@ -15,7 +15,7 @@ import numpy as np
 from rich.console import Console
 
 from ..errors import CorefaceError
-from ..runtime.base import Embedder
+from ..contract import Embedder
 from .cfp_protocol import EVAL_FOLDS, SETTINGS, CfpImage, CfpProtocol
 from .embedding import embed_batches, read_aligned
 from .metrics import KFoldAccuracy, Roc, auc, contiguous_folds, equal_error_rate, kfold_accuracy, roc_curve, tar_at_far

@@ -24,7 +24,7 @@ PUSH_BATCH = 500
 EVERY_S = 1.0
 MAX_BACKOFF_S = 5.0
 MARK_EVERY_S = 30.0  # a gate with nothing new still says it is alive this often
-ROUND_PUSH_S = 2.0  # a background round pushes this long at most, so a stop never waits for a backlog
+ROUND_PUSH_S = 2.0  # a background round starts no push batch after this, so a stop never waits for a backlog
 FINAL_PUSH_S = 5.0  # on stop, the last round's budget; what is left stays queued on disk for the next start
 
 
@@ -55,6 +55,7 @@ class SyncAgent:
         self.store_id = ""  # the server's store id, once connected
         self._marked = 0.0
         self._stop = threading.Event()
+        self._backlog = False  # the last push stopped at its deadline with events still queued
         self._thread: threading.Thread | None = None
         self._closed: dict | None = None
 
@@ -108,7 +109,8 @@ class SyncAgent:
             self.state.cursor, moved = pulled.cursor, True
 
     def _push(self, store: FleetStore, deadline: float | None) -> bool:
-        moved = False
+        """Push queued events and labels in batches; no new batch starts after ``deadline``."""
+        moved, self._backlog = False, False
         while deadline is None or time.monotonic() < deadline:
             rows = self.outbox.pending(self.batch)
             labels, labels_until = self.outbox.labels()
@@ -120,6 +122,7 @@ class SyncAgent:
             moved = True
             if not rows:
                 return moved
+        self._backlog = True
         return moved
 
     def _drop(self) -> None:
@@ -142,8 +145,8 @@ class SyncAgent:
                 if not self.state.online:
                     self.on_event("fleet_online", f"synced with {self._server()}: {cache.people(self.cache)} people cached, "
                                   f"{self.outbox.queued()} events queued")  # fmt: skip
-                backlog = self.outbox.queued() > 0  # a backlog is pushed round after round, without a pause
-                self.state.online, last_problem, wait = True, None, 0.0 if backlog else self.every_s
+                # a round that ran out of push time goes on at once; otherwise the next one waits
+                self.state.online, last_problem, wait = True, None, 0.0 if self._backlog else self.every_s
             except CorefaceError as exc:
                 self.state.failures += 1
                 if self.state.online or str(exc) != last_problem:

@@ -204,7 +204,7 @@ def gate_command(
     liveness: str = typer.Option(LIVENESS_DEFAULT, envvar="COREFACE_LIVENESS", help="Presentation-attack (liveness) check: on (the shipped MiniFASNet models), off, or MODEL[,MODEL] (liveness ONNX files from 'coreface-edge liveness export')."),
     liveness_threshold: Optional[float] = typer.Option(None, help="A face whose liveness score (live probability) falls below this votes 'spoof' [default: the shipped models' 0.5]."),
     liveness_device: str = typer.Option("cpu", help="ONNX Runtime execution provider for the liveness models: cpu, cuda, tensorrt or auto (the GPU ones need onnxruntime-gpu)."),
-    detector_device: str = typer.Option("cpu", help="ONNX Runtime execution provider for the YuNet face detector: cpu, cuda, tensorrt or auto (on a Jetson, cuda or tensorrt takes detection off the CPU)."),
+    detector_device: str = typer.Option("cpu", help="ONNX Runtime execution provider for the YuNet face detector: cpu, cuda, tensorrt or auto (on a Jetson, cuda takes detection off the CPU; tensorrt builds an engine for each new input size, so prefer cuda)."),
     on_spoof: Optional[str] = typer.Option(None, help="Command run on each 'spoof' decision, without a shell (COREFACE_PERSON: who the attack matched, _LIVENESS, _EVENT_ID, _CAMERA in its environment)."),
     preview: bool = typer.Option(False, "--preview", help="Show a window with boxes, names and scores (needs a display)."),
     profile: bool = typer.Option(False, "--profile", help="Print per-stage latency p50/p99 and FPS at the end."),

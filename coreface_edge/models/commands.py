@@ -84,7 +84,7 @@ def bench_command(
 def import_command(
     source: Path = typer.Argument(..., help="Pretrained weights: dlib .dat, arcface_torch .pth/.pt, or an insightface-layout .onnx backbone."),
     output: Path = typer.Option(None, "-o", "--output", help="The artefact to write: .pt (+ .json) for .dat/.pth, .onnx for .onnx [default: SOURCE's name beside it]."),
-    spread: Path = typer.Option(None, "--spread", help="dlib .dat: aligned crops (DIR/<person>/*.jpg) on which to measure the sphere lift that spreads dlib's cone of cosine scores (impostors ~0.85 -> ~0.45) at the same TAR; the embedding becomes 129-d (docs/experiments.md)."),
+    spread: Path = typer.Option(None, "--spread", help="dlib .dat: aligned crops (DIR/<person>/*.jpg) on which to measure the sphere lift that spreads dlib's cone of cosine scores (CFP impostors 0.83 -> 0.40) at the same TAR; the embedding becomes 129-d (docs/experiments.md)."),
     spread_identities: str = typer.Option("", "--spread-identities", help="With --spread: only these numeric person folders, e.g. 1-400 (CFP training identities)."),
 ) -> None:
     """Turn another toolkit's face-embedding weights into an artefact export, calibrate, threshold and gate accept.
@@ -93,6 +93,8 @@ def import_command(
     weights are for non-commercial research only.
     """
     console = Console()
+    if spread_identities and spread is None:
+        raise CorefaceError("--spread-identities needs --spread (the folder of aligned crops it selects from)")
     if source.suffix.lower() == ".onnx":
         if spread is not None:
             raise CorefaceError(f"{source}: --spread needs dlib weights (.dat); an ONNX graph is imported as it is")

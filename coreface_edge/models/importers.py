@@ -68,8 +68,8 @@ def spread_embeddings(model: nn.Module, faces: Path, identities: str = "", batch
     """``model`` rebuilt with a sphere lift (:mod:`.spread`) measured on the aligned crops under
     ``faces`` (``faces/<person>/*.jpg``), and what was measured.
 
-    For a Euclidean metric-learning embedding (dlib's): scores spread from a cone near 0.9 to
-    impostors near 0.45, at the same TAR (docs/experiments.md, "Spreading the scores").
+    For a Euclidean metric-learning embedding (dlib's): scores spread from a cone near 0.83 to
+    impostors near 0.40, at the same TAR (docs/experiments.md, "Spreading the scores").
     """
     from ..contract import preprocess_crops
     from ..data.imagefolder import ImageFolder
