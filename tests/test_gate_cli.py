@@ -191,6 +191,15 @@ def test_badge_mode_is_one_to_one(site: dict[str, Path]):
         assert (got[frame]["decision"], got[frame]["person"], got[frame]["badge"]) == ("reject", "ann", "100")
 
 
+def test_one_thread_decides_as_the_default_threads_do(site: dict[str, Path], tmp_path: Path):
+    """--threads sets the detector's and the embedder's intra-op threads; decisions do not change."""
+    runs = [decisions(invoke("gate", site["queries"], "--model", site["model"], "--gallery", site["gallery"], "--threshold", SITE_THRESHOLD,
+                             "--audit", tmp_path / f"a{k}.db", *extra, *PHOTO_GATE))
+            for k, extra in enumerate([(), ("--threads", "1")])]  # fmt: skip
+    key = lambda ds: sorted((d["frame"], d["decision"], d["person"], round(d["score"], 3)) for d in ds)  # noqa: E731
+    assert runs[0] and key(runs[0]) == key(runs[1])
+
+
 def test_badge_from_a_reader_command(site: dict[str, Path], tmp_path: Path):
     out = invoke("gate", site["queries"], "--model", site["model"], "--gallery", site["gallery"], "--threshold", SITE_THRESHOLD,
                  "--badge-command", "echo 101", "--audit", tmp_path / "a.db", *PHOTO_GATE)  # fmt: skip

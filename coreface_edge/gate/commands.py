@@ -214,7 +214,7 @@ def gate_command(
     accept_min_frontal: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Likewise for faces more turned than this frontal score (1 = frontal) [default: 0.5]."),
     refine_landmarks: bool = typer.Option(True, "--refine-landmarks/--no-refine-landmarks", help="Faces small in the detector's view (< 64 px) get their landmarks from a second, full-resolution detection: better scores for far faces, a few ms per such face."),
     backend: Optional[str] = typer.Option(None, help="Force a backend: onnxruntime, tensorrt or torch."),
-    threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime: intra-op threads."),
+    threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime: intra-op threads of the embedder and the detector [default: one per core]."),
     fleet: Optional[str] = typer.Option(None, "--fleet", help="Join a fleet: its server as @FILE (a file holding the connection string), 'env' ($COREFACE_FLEET_DSN) or a connection string without password (~/.pgpass). --gallery becomes the local cache of the fleet's gallery, the audit log its outbox (docs/fleet.md)."),
 ) -> None:
     """Run the gate: decisions as JSON lines on stdout, every decision in the audit log."""
@@ -243,7 +243,7 @@ def gate_command(
     if liveness == "off" and (liveness_threshold is not None or on_spoof):
         raise CorefaceError("--liveness off: --liveness-threshold and --on-spoof need the liveness check on")
     checker = liveness_option(liveness, liveness_threshold, liveness_device)
-    detector = YuNetDetector(device=detector_device)
+    detector = YuNetDetector(device=detector_device, threads=threads)
     console = Console(stderr=True)
     link, offline = None, None
     if fleet:  # the fleet's gallery is pulled into --gallery (its local cache) before the gate opens it
