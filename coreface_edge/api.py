@@ -18,21 +18,21 @@ import numpy as np
 from .errors import CorefaceError
 from .evaluation.scores import l2_normalize
 from .face.detector import YuNetDetector
+from .face.frontend import FULL_RESOLUTION, Collected, FaceFrontEnd, from_images
 from .face.quality import AcceptMinimum
 from .gate.actions import ActionRunner
 from .gate.audit import AuditLog, Event
-from .face.frontend import FULL_RESOLUTION, Collected, FaceFrontEnd, from_images
 from .gate.gallery import Gallery as GalleryFile
 from .gate.gallery import GalleryWatcher, model_mismatch
 from .gate.loop import BadgeReader, GateLoop
 from .gate.matcher import Matcher
 from .gate.sources import Frame
 from .gate.threshold import open_model, reject_margin_of, resolve_threshold
-from .threshold_file import load_threshold
 from .gate.voting import Decider, VotingPolicy
 from .images import read_image
 from .pretrained import DEFAULT_MODEL, shipped_onnx_path
 from .runtime.base import embed_in_batches
+from .threshold_file import load_threshold
 
 SHIPPED_MODEL = DEFAULT_MODEL
 

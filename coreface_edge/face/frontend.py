@@ -2,7 +2,8 @@
 
 The frame is never copied or converted here: detection runs on a downscaled view
 (``detect_downscaled``), alignment samples the full-resolution frame directly, and the
-crops of all judged faces go through the model in one batch.
+crops of all judged faces go through the model in one batch. ``from_images`` takes the one
+good face of each photo in a folder (enrollment, ``data align``, the Python API).
 """
 
 from __future__ import annotations

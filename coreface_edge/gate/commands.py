@@ -52,19 +52,20 @@ def enroll_command(
     keep_crops: bool = typer.Option(False, "--keep-crops", help="Also store the aligned face images (not stored by default)."),
     threshold: Optional[float] = typer.Option(None, help="Look-alike warning threshold [default: the model's stored threshold]."),
     backend: Optional[str] = typer.Option(None, help="Force a backend: onnxruntime, tensorrt or torch."),
-    threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime: intra-op threads."),
+    threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime: intra-op threads of the embedder and the detector [default: one per core]."),
 ) -> None:
     """Enroll one person from a photo folder or live from a camera."""
     import numpy as np
 
-    from ..profiling.progress import advancer, progress_bar
-    from ..runtime.base import embed_in_batches
+    from ..face.detector import YuNetDetector
     from ..face.frontend import FULL_RESOLUTION, from_images
     from ..images import folder_images
+    from ..profiling.progress import advancer, progress_bar
+    from ..runtime.base import embed_in_batches
+    from ..threshold_file import load_threshold
     from .enroll import from_camera, look_alikes
     from .gallery import Gallery, model_mismatch
     from .sources import open_source
-    from ..threshold_file import load_threshold
     from .threshold import open_model
 
     if (images is None) == (camera is None):
@@ -76,7 +77,7 @@ def enroll_command(
         embedder, fingerprint = open_model(model, backend, **_model_options(threads))
         if store.model is not None and store.model != fingerprint:
             raise model_mismatch(gallery, store.model, fingerprint)
-        front = _front_end(embedder.embed, 1, FULL_RESOLUTION)
+        front = _front_end(embedder.embed, 1, FULL_RESOLUTION, detector=YuNetDetector(threads=threads))
         with progress_bar(console) as progress:
             if images is not None:
                 if not images.is_dir():

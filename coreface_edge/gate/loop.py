@@ -19,12 +19,12 @@ import cv2
 import numpy as np
 
 from ..errors import CorefaceError
+from ..face.frontend import LIVENESS, STAGES, FaceFrontEnd, Faces
 from ..profiling.stats import summarize
 from .actions import ActionRunner
 from .audit import AuditLog, Event
 from .gallery import GalleryWatcher
 from .matcher import Matcher
-from ..face.frontend import LIVENESS, STAGES, FaceFrontEnd, Faces
 from .sources import Frame
 from .voting import ACCEPT, NO_MATCH, REJECT, SPOOF, UNKNOWN, Decider, Decision, Observation
 

@@ -179,17 +179,17 @@ def profile_pipeline(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the gate loop on ``source`` and return ``(rows, summary)`` for a pipeline report."""
     from ..face.detector import YuNetDetector
+    from ..face.frontend import FaceFrontEnd
     from ..face.quality import AcceptMinimum
     from ..gate.audit import AuditLog
     from ..gate.gallery import Gallery
     from ..gate.loop import BadgeReader, GateLoop
     from ..gate.matcher import Matcher
-    from ..face.frontend import FaceFrontEnd
     from ..gate.sources import open_source
     from ..gate.threshold import open_model, reject_margin_of
-    from ..threshold_file import load_threshold
     from ..gate.voting import Decider, VotingPolicy
     from ..liveness.runtime import liveness_option
+    from ..threshold_file import load_threshold
 
     embedder, fingerprint = open_model(model, options.backend)
     if options.gallery is not None:
