@@ -1,11 +1,14 @@
 """Liveness (presentation-attack detection) on the live faces and the attacks we have.
 
-Bona fide: every frontal CFP photo of identities 401-500 pasted (``--photo-height`` px) in a
-640x480 grey frame (as scripts/landmark_refinement.py builds them), and every face of
-walkers.mp4; each goes through the gate's front end (YuNet, alignment, quality gate) and only
-faces that pass quality are scored, as in the gate. Attacks: the three samples beside the
-MiniFASNet weights, and synthetic print / screen re-imagings of the first ``--attack-photos``
-frontal photos of each identity (coreface_edge.liveness.synthetic). Prints score quantiles,
+Bona fide: every face of walkers.mp4 (real people, a real camera) and every frontal CFP photo of
+identities 401-500 shown in 640x480 frames two ways: blended into a real scene (a window of a
+walkers.mp4 frame from the second half) at each ``--heights`` px, and pasted with hard edges on grey at
+``--photo-height`` px (as scripts/landmark_refinement.py builds them: the look of a held-up
+print). Attacks: the three samples beside the MiniFASNet weights, and synthetic print / screen
+re-imagings of the first ``--attack-photos`` frontal photos of each identity
+(coreface_edge.liveness.synthetic) in the same scenes at the same heights, and on grey. Every
+face goes through the gate's front end (YuNet, alignment, quality gate) and only faces that pass
+quality are scored, as in the gate. Prints score quantiles,
 BPCER / APCER per-frame at ``--threshold`` and over a threshold sweep, and the worst-case cost:
 the gate's per-frame work (front end + the shipped model's embedding) against the liveness check
 of the same face, alternating on the same frames (the gate itself checks far fewer frames).
@@ -30,8 +33,8 @@ from coreface_edge.face.detector import YuNetDetector
 from coreface_edge.face.frontend import FaceFrontEnd
 from coreface_edge.liveness.metrics import apcer, bpcer
 from coreface_edge.liveness.runtime import open_liveness
-from coreface_edge.liveness.synthetic import ATTACKS, synthetic_attack
-from coreface_edge.pretrained import shipped_onnx_path
+from coreface_edge.liveness.synthetic import ATTACKS, bona_fide_frame, scene_from, synthetic_attack
+from coreface_edge.pretrained import DEFAULT_MODEL, shipped_onnx_path
 from coreface_edge.runtime import open_backend
 
 SWEEP = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
@@ -54,7 +57,7 @@ def judged_scores(front: FaceFrontEnd, checker, frames) -> tuple[list[float], li
 def every_frame_cost(frames: list[np.ndarray], checker, threads: int) -> dict:
     """Median ms per frame of the gate's front end + embedding, and of the liveness check of the
     same faces, measured alternately on the same frames (two passes, the first warms up)."""
-    embedder = open_backend(str(shipped_onnx_path("mobilefacenet_coreface")), threads=threads)
+    embedder = open_backend(str(shipped_onnx_path(DEFAULT_MODEL)), threads=threads)
     front = FaceFrontEnd(YuNetDetector(), embedder.embed)
     gate_ms, live_ms = [], []
     for attempt in range(2):
@@ -80,6 +83,12 @@ def video_frames(path: Path):
         yield frame
 
 
+def scenes(video: Path, first: int = 53, every: int = 5) -> list[np.ndarray]:
+    """Every ``every``-th frame of the video from ``first`` on: the real scenes faces are shown in
+    (the frames before 53 are scripts/liveness_site_frames.py's, for fine-tuning)."""
+    return [frame for k, frame in enumerate(video_frames(video)) if k >= first and (k - first) % every == 0]
+
+
 def summary(scores: list[float], threshold: float, attack: bool) -> dict:
     s = np.asarray(scores)
     rate = apcer(s, threshold) if attack else bpcer(s, threshold)
@@ -90,9 +99,11 @@ def summary(scores: list[float], threshold: float, attack: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
-    parser.add_argument("--photo-height", type=int, default=120)
+    parser.add_argument("--photo-height", type=int, default=120, help="the grey-paste frames' photo height")
+    parser.add_argument("--heights", type=int, nargs="+", default=[160, 240, 320], help="photo heights in the real-scene frames")
     parser.add_argument("--attack-photos", type=int, default=2, help="frontal photos per identity turned into each attack")
     parser.add_argument("--threshold", type=float, default=None, help="default: the shipped one")
+    parser.add_argument("--models", nargs="+", type=Path, help="liveness ONNX files (default: the shipped pair)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--write-frames", type=Path, help="write the bona fide CFP frames as JPEGs (quality 95) to this folder and stop")
@@ -102,18 +113,48 @@ def main() -> None:
         for k, frame in enumerate(cfp_frames(args.shared / "data" / "cfp", args.photo_height)[0]):
             cv2.imwrite(str(args.write_frames / f"frame_{k:04d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
         return
-    checker = open_liveness(None, args.threshold, threads=args.threads)
+    checker = open_liveness(args.models, args.threshold, threads=args.threads)
     t = checker.threshold
     cfp = args.shared / "data" / "cfp"
+    walkers_video = args.shared / "data" / "video" / "walkers.mp4"
     front = FaceFrontEnd(YuNetDetector(), None, max_faces=1)
     results: dict = {"threshold": t}
+    walkers = FaceFrontEnd(YuNetDetector(), None, max_faces=8)
+    first, cost_first = judged_scores(walkers, checker, (f for k, f in enumerate(video_frames(walkers_video)) if k < 53))
+    second, cost_second = judged_scores(walkers, checker, (f for k, f in enumerate(video_frames(walkers_video)) if k >= 53))
+    live_walk = first + second
+    results["bona fide: walkers.mp4 (up to 8 faces per frame)"] = {**summary(live_walk, t, False), "liveness_ms_p50_per_frame": statistics.median(cost_first + cost_second)}
+    results["bona fide: walkers.mp4 frames 0-52 (liveness_site_frames.py's)"] = summary(first, t, False)
+    results["bona fide: walkers.mp4 frames 53-104"] = summary(second, t, False)
     frames, _ = cfp_frames(cfp, args.photo_height)
     live_cfp, cost = judged_scores(front, checker, frames)
-    results["bona fide: CFP 401-500 frontal in 640x480"] = {**summary(live_cfp, t, False), "frames": len(frames), "liveness_ms_p50": statistics.median(cost)}
-    walkers = FaceFrontEnd(YuNetDetector(), None, max_faces=8)
-    live_walk, cost = judged_scores(walkers, checker, video_frames(args.shared / "data" / "video" / "walkers.mp4"))
-    results["bona fide: walkers.mp4 (up to 8 faces per frame)"] = {**summary(live_walk, t, False), "liveness_ms_p50_per_frame": statistics.median(cost)}
-    results["bona fide: both"] = summary(live_cfp + live_walk, t, False)
+    results[f"CFP 401-500 frontal pasted on grey at {args.photo_height} px (hard photo edges)"] = {**summary(live_cfp, t, False), "frames": len(frames), "liveness_ms_p50": statistics.median(cost)}
+    backgrounds = scenes(walkers_video)
+    photos = [p for i in range(401, 501) for p in sorted((cfp / "Data" / "Images" / f"{i:03d}" / "frontal").glob("*.jpg"))]
+    attacked = [p for i in range(401, 501) for p in sorted((cfp / "Data" / "Images" / f"{i:03d}" / "frontal").glob("*.jpg"))[: args.attack_photos]]
+
+    def scene(k: int) -> np.ndarray:
+        return scene_from(backgrounds[k % len(backgrounds)], np.random.default_rng(10_000 + k))
+
+    for height in args.heights:
+        native, live_scene = [], []
+        for k, path in enumerate(photos):
+            photo = cv2.imread(str(path))
+            scored, _ = judged_scores(front, checker, [bona_fide_frame(photo, k, height, scene(k))])
+            native.extend([photo.shape[0]] * len(scored))
+            live_scene.extend(scored)
+        upscaled = np.asarray(native) < height
+        results[f"bona fide: CFP 401-500 frontal in a real scene at {height} px"] = {
+            **summary(live_scene, t, False),
+            "photos shown larger than taken": summary(np.asarray(live_scene)[upscaled].tolist(), t, False),
+            "photos shown at or below their size": summary(np.asarray(live_scene)[~upscaled].tolist(), t, False),
+        }
+        for attack in ATTACKS:
+            made = (synthetic_attack(cv2.imread(str(p)), attack, k, height, scene(k)) for k, p in enumerate(attacked))
+            results[f"synthetic attack: {attack} in a real scene at {height} px"] = summary(judged_scores(front, checker, made)[0], t, True)
+    for attack in ATTACKS:
+        made = (synthetic_attack(cv2.imread(str(p)), attack, k, args.photo_height) for k, p in enumerate(attacked))
+        results[f"synthetic attack: {attack} on grey at {args.photo_height} px"] = summary(judged_scores(front, checker, made)[0], t, True)
     results["every-frame cost (CFP frames 1-200, one face)"] = every_frame_cost(frames[:200], checker, args.threads)
     detector = YuNetDetector()
     samples = {}
@@ -123,11 +164,6 @@ def main() -> None:
         best = found.select(found.order_by_size_and_centrality(image.shape)[:1])
         samples[path.name] = round(float(checker.score(image, best.boxes)[0]), 4)
     results["samples"] = samples
-    photos = [p for i in range(401, 501) for p in sorted((cfp / "Data" / "Images" / f"{i:03d}" / "frontal").glob("*.jpg"))[: args.attack_photos]]
-    for attack in ATTACKS:
-        attack_frames = (synthetic_attack(cv2.imread(str(p)), attack, seed) for seed, p in enumerate(photos))
-        scores, _ = judged_scores(front, checker, attack_frames)
-        results[f"synthetic attack: {attack} ({len(photos)} frames)"] = summary(scores, t, True)
     print(json.dumps(results, indent=1))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")

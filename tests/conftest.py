@@ -16,7 +16,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED = Path(os.environ.get("COREFACE_SHARED", ROOT.parent / "shared"))
 CFP_ROOT = SHARED / "data" / "cfp"
 WALKERS = SHARED / "data" / "video" / "walkers.mp4"
-# The suite's camera frames are CFP web photos, which the liveness check rightly calls attacks:
+# The suite's camera frames are CFP web photos, not people before a camera (no scene around the face), which the liveness check flags:
 # gate and profile --pipeline run without it here unless a test turns it on (tests/test_liveness.py).
 os.environ["COREFACE_LIVENESS"] = "off"
 

@@ -21,7 +21,7 @@ from .scoring import LET_THROUGH, STRANGER_IN, WRONG_PERSON, GateScore, score_de
 from .tour import BENCHMARK_ITERATIONS, MARKER, MARKER_TOOL, SHIPPED_MODEL, SPEED_ITERATIONS, Tour, copy_samples, prepare_folder, read_json
 
 GATE_VOTING = ["--vote-k", "1", "--vote-n", "1", "--cooldown", "0"]  # every photo is one attempt at the door
-NO_LIVENESS = ["--liveness", "off"]  # the camera frames are web photos, not people: the liveness check rightly flags many
+NO_LIVENESS = ["--liveness", "off"]  # the camera frames are small web photos, no scene around the face for the liveness crops: it flags many
 FACES, CALIB, GALLERY = "faces", "calib.npz", "gallery.db"
 
 

@@ -1,4 +1,4 @@
-"""CLI: ``coreface-edge liveness PATH...`` (score photos, folders, videos) and ``liveness export``."""
+"""CLI: ``coreface-edge liveness PATH...`` (score photos, folders, videos), ``liveness export`` and ``liveness finetune``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class _ScoreByDefault(_ShowByDefault):
     default_command = "score"
 
 
-app = typer.Typer(cls=_ScoreByDefault, help="Presentation-attack (liveness) check: score photos and videos (liveness PATH...), or export MiniFASNet weights to ONNX.", no_args_is_help=True)
+app = typer.Typer(cls=_ScoreByDefault, help="Presentation-attack (liveness) check: score photos and videos (liveness PATH...), export MiniFASNet weights to ONNX, or fine-tune them on a site's captures.", no_args_is_help=True)
 
 
 def _media(paths: list[Path]) -> Iterator[tuple[str, Path]]:
@@ -110,6 +110,87 @@ def export(
     )
 
 
+@app.command("finetune")
+def finetune_command(
+    live: List[Path] = typer.Option(..., help="Folder of photos or frames of real people taken by the site's camera (bona fide; every face that passes quality counts); repeat for more."),
+    attack: List[Path] = typer.Option(..., help="Folder of photos or frames of attacks presented to that camera (prints, phones, screens; the most prominent face counts); repeat for more."),
+    weights: str = typer.Option(..., help="WEIGHTS[,WEIGHTS]: MiniFASNet state dicts to start from, named <scale>_<S>x<S>_<architecture>.pth."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the fine-tuned .pth files and their ONNX exports (same names)."),
+    check_live: List[Path] = typer.Option([], help="Bona fide folder of other people and sessions, never trained on, to measure on (repeatable)."),
+    check_attack: List[Path] = typer.Option([], help="Attack folder of other attacks and sessions, never trained on, to measure on (repeatable)."),
+    epochs: int = typer.Option(4, min=1),
+    lr: float = typer.Option(1e-4, min=0.0, help="Adam learning rate."),
+    batch: int = typer.Option(64, min=2),
+    holdout: float = typer.Option(0.2, min=0.0, max=0.9, help="Fraction of the training faces held out at random and measured on."),
+    threshold: Optional[float] = typer.Option(None, help="Threshold the rates are measured at [default: the shipped 0.5]."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Adapt the liveness models to a site's camera: fine-tune on its own bona fide and attack captures.
+
+    Faces held out at random come from the same people and sessions as the training faces and
+    flatter the result; measure on other people and sessions (--check-live, --check-attack).
+    """
+    import numpy as np
+
+    from ..face.detector import YuNetDetector
+    from ..face.frontend import FaceFrontEnd
+    from ..profiling.commands import make_console
+    from ..progress import progress_bar
+    from .runtime import shipped_liveness
+    from .site_faces import labelled_faces
+    from .spec import spec_from_name
+
+    try:
+        from ..models.minifasnet import load_minifasnet
+        from .finetune import FinetuneConfig, finetune, holdout_rates, holdout_split, live_probabilities, save_and_export
+    except ImportError as exc:
+        raise CorefaceError(f"{exc.name} is not installed: pip install 'coreface-edge[train]' (fine-tuning needs torch)") from None
+    weight_paths = [Path(w.strip()) for w in weights.split(",") if w.strip()]
+    specs = [spec_from_name(w) for w in weight_paths]
+    networks = [load_minifasnet(w, spec.architecture) for w, spec in zip(weight_paths, specs)]
+    threshold = shipped_liveness().threshold if threshold is None else threshold
+    config = FinetuneConfig(epochs=epochs, lr=lr, batch=batch, holdout=holdout, seed=seed)
+    front = FaceFrontEnd(YuNetDetector(), None, max_faces=8)
+    console = make_console()
+    with progress_bar(console) as bar:
+        train = labelled_faces(list(live), list(attack), specs, front, bar, minimum=2)
+        check = labelled_faces(list(check_live), list(check_attack), specs, front, bar, minimum=0) if check_live or check_attack else None
+    held = holdout_split(train.live, holdout, seed)
+
+    def scores(crops: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
+        return np.mean([live_probabilities(n, c[mask], s.live_index) for n, c, s in zip(networks, crops, specs)], axis=0)
+
+    measured = {"held out at random": (train, held)}
+    if check is not None:
+        measured["check set"] = (check, np.ones(len(check.live), bool))
+    before = {name: scores(faces.crops, mask) for name, (faces, mask) in measured.items()}
+    losses = []
+    with progress_bar(console) as bar:
+        steps = epochs * -(-int((~held).sum()) // batch)
+        for network, crops, spec in zip(networks, train.crops, specs):
+            task = bar.add_task(f"fine-tune {spec.architecture}", total=steps)
+            losses.append(finetune(network, crops[~held], train.live[~held], spec.live_index, config, lambda _: bar.advance(task)))
+    after = {name: scores(faces.crops, mask) for name, (faces, mask) in measured.items()}
+    trained_on = f"bona fide {', '.join(map(str, live))}; attacks {', '.join(map(str, attack))}; {epochs} epochs, lr {lr:g}"
+    exported = save_and_export(networks, weight_paths, output, trained_on)
+
+    pct = lambda r: "-" if r is None else f"{100 * r:.1f} %"  # noqa: E731
+    table = Table(title=f"liveness fine-tune: rates at threshold {threshold:g}")
+    for column in ("measured on", "", "faces", "files skipped", "rate before", "rate after"):
+        table.add_column(column, justify="left" if column in ("measured on", "") else "right")
+    for name, (faces, mask) in measured.items():
+        rates = [holdout_rates(s, faces.live[mask], threshold) for s in (before[name], after[name])]
+        for kind, value, rate in (("bona fide", 1, "bpcer"), ("attack", 0, "apcer")):
+            table.add_row(name, f"{kind} ({rate.upper()})", str(int((faces.live[mask] == value).sum())), str(faces.skipped[kind]), pct(getattr(rates[0], rate)), pct(getattr(rates[1], rate)))
+    console.print(table)
+    console.print(f"trained on {int((~held).sum())} faces ({int(train.live[~held].sum())} bona fide), {epochs} epochs", highlight=False)
+    for spec, loss in zip(specs, losses):
+        console.print(f"{spec.architecture}: loss per epoch {' -> '.join(f'{v:.3f}' for v in loss)}", highlight=False)
+    if check is None:
+        console.print("[yellow]measured only on faces held out at random from the same people and sessions: expect worse on others (--check-live, --check-attack)[/]")
+    console.print(f"use: --liveness {','.join(str(p) for p in exported)} --liveness-threshold {threshold:g}", highlight=False, soft_wrap=True)
+
+
 def register(root: typer.Typer) -> None:
-    """Add ``liveness`` (score, export) to the root app."""
+    """Add ``liveness`` (score, export, finetune) to the root app."""
     root.add_typer(app, name="liveness")

@@ -52,8 +52,11 @@ def parity_crops(side: int) -> np.ndarray:
     return np.stack([cv2.resize(c, (side, side), interpolation=cv2.INTER_AREA) for c in load_parity_crops()])
 
 
-def export_liveness(weights: str | Path, output: str | Path, spec: LivenessSpec | None = None) -> tuple[LivenessSpec, LivenessParity]:
-    """Export the state dict ``weights`` to ``output``; writes nothing unless parity passes."""
+def export_liveness(
+    weights: str | Path, output: str | Path, spec: LivenessSpec | None = None, provenance: dict[str, str] | None = None
+) -> tuple[LivenessSpec, LivenessParity]:
+    """Export the state dict ``weights`` to ``output``; writes nothing unless parity passes.
+    ``provenance``: more metadata entries (e.g. what the weights were fine-tuned on)."""
     try:
         import onnx
         import onnxslim
@@ -88,7 +91,7 @@ def export_liveness(weights: str | Path, output: str | Path, spec: LivenessSpec 
                 dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             )  # fmt: skip
         model = onnxslim.slim(onnx.load(str(raw)))
-    set_metadata(model, {METADATA_KEY: spec.to_json(), "source_weights": weights.name, "licence": "Apache-2.0 (minivision-ai/Silent-Face-Anti-Spoofing)"})
+    set_metadata(model, {METADATA_KEY: spec.to_json(), "source_weights": weights.name, "licence": "Apache-2.0 (minivision-ai/Silent-Face-Anti-Spoofing)", **(provenance or {})})
     model.producer_name = "coreface-edge"
     onnx.checker.check_model(model, full_check=True)
     crops = parity_crops(spec.side)
