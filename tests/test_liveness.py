@@ -330,6 +330,7 @@ def test_bona_fide_frames_blend_the_face_in_and_attacks_share_the_scene(face_pho
     assert edges[:, :40].max() < 3 and edges.max() < 40  # flat scene at the side, no hard step anywhere
     attack = synthetic_attack(photo, "screen", 3, 240, scene)
     assert attack.shape == live.shape and np.abs(attack[:, :20].astype(int) - 60).mean() < 10  # the scene around the phone
+    assert (attack.max(axis=2) < 35).mean() > 0.01 > (live.max(axis=2) < 35).mean()  # the phone's black bezel
     with pytest.raises(ValueError, match="background must be 640x480"):
         bona_fide_frame(photo, 0, 240, scene[:100])
     with pytest.raises(ValueError, match="must fit"):
@@ -353,6 +354,7 @@ def test_the_shipped_check_judges_the_presentation_not_the_photo(face_photos: li
 
     def score(frame: np.ndarray) -> float:
         faces = front.faces(frame)
+        assert faces.ok, faces.problems
         return float(checker.score(frame, faces.boxes[faces.ok[:1]])[0])
 
     in_scene = [score(bona_fide_frame(cv2.imread(str(p)), k, 200, scene_from(background, np.random.default_rng(k)))) for k, p in enumerate(frontal)]
@@ -407,7 +409,8 @@ def test_finetune_adapts_the_models_to_a_site_and_exports_them(minifasnet: Path,
     rows = [[c.strip() for c in line.split("│")][1:7] for line in proc.stdout.splitlines() if "(BPCER)" in line or "(APCER)" in line]
     assert rows[0][:4] == ["held out at random", "bona fide (BPCER)", "4", "1"], rows  # 15 usable faces in 16 files, one unreadable
     assert [r[:3] for r in rows[2:]] == [["check set", "bona fide (BPCER)", "5"], ["check set", "attack (APCER)", "5"]], rows
-    assert rows[2][5] == "0.0 %" and rows[3][5] == "0.0 %", rows  # other frames of these people: all passed, all flagged
+    assert rows[2][4] != "0.0 %" and rows[2][5] == "0.0 %", rows  # people before a grey wall: flagged before, passed after
+    assert rows[3][5] == "0.0 %", rows  # the prints still flagged
     assert "trained on 22 faces (11 bona fide), 6 epochs" in proc.stdout
     onnx_files = [out / Path(w).with_suffix(".onnx").name for w in WEIGHTS]
     from coreface_edge.models.minifasnet import load_minifasnet
@@ -439,6 +442,14 @@ def test_finetune_errors_are_one_line(minifasnet: Path, tmp_path: Path, face_pho
     weights = ",".join(str(minifasnet / w) for w in WEIGHTS)
     line = _one_line_error("liveness", "finetune", "--live", tmp_path / "nowhere", "--attack", tmp_path, "--weights", weights, "-o", tmp_path / "o")
     assert "nowhere: no such folder" in line
+    line = _one_line_error("liveness", "finetune", "--live", face_photos[0], "--attack", tmp_path, "--weights", weights, "-o", tmp_path / "o")
+    assert f"{face_photos[0]}: not a folder" in line
+    line = _one_line_error("liveness", "finetune", "--live", tmp_path, "--attack", tmp_path, "--weights", weights, "-o", minifasnet)
+    assert f"{minifasnet}: the fine-tuned weights would overwrite {minifasnet / WEIGHTS[0]}" in line
+    line = _one_line_error("liveness", "finetune", "--live", tmp_path, "--attack", tmp_path, "--weights", tmp_path / "2.7_80x80_MiniFASNetV2.pth", "-o", tmp_path / "o")
+    assert "2.7_80x80_MiniFASNetV2.pth: no such weight file" in line
+    line = _one_line_error("liveness", "finetune", "--live", tmp_path, "--attack", tmp_path, "--weights", weights, "-o", face_photos[0] / "out")
+    assert f"{face_photos[0] / 'out'}: cannot write the output folder ({face_photos[0]} is a file)" in line
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "a.jpg").write_bytes(cv2.imencode(".jpg", np.full((200, 200, 3), 90, np.uint8))[1].tobytes())

@@ -137,24 +137,26 @@ def finetune_command(
     from ..profiling.commands import make_console
     from ..progress import progress_bar
     from .runtime import shipped_liveness
-    from .site_faces import labelled_faces
+    from .site_faces import capture_files, labelled_faces
     from .spec import spec_from_name
 
     try:
         from ..models.minifasnet import load_minifasnet
-        from .finetune import FinetuneConfig, finetune, holdout_rates, holdout_split, live_probabilities, save_and_export
+        from .finetune import FinetuneConfig, check_outputs, finetune, holdout_split, live_probabilities, presentation_error_rates, save_and_export
     except ImportError as exc:
         raise CorefaceError(f"{exc.name} is not installed: pip install 'coreface-edge[train]' (fine-tuning needs torch)") from None
     weight_paths = [Path(w.strip()) for w in weights.split(",") if w.strip()]
+    check_outputs(weight_paths, output)
+    for folders in (live, attack, check_live, check_attack):
+        capture_files(folders)  # every folder exists and holds images, before the slow work
     specs = [spec_from_name(w) for w in weight_paths]
     networks = [load_minifasnet(w, spec.architecture) for w, spec in zip(weight_paths, specs)]
     threshold = shipped_liveness().threshold if threshold is None else threshold
-    config = FinetuneConfig(epochs=epochs, lr=lr, batch=batch, holdout=holdout, seed=seed)
     front = FaceFrontEnd(YuNetDetector(), None, max_faces=8)
     console = make_console()
     with progress_bar(console) as bar:
-        train = labelled_faces(list(live), list(attack), specs, front, bar, minimum=2)
-        check = labelled_faces(list(check_live), list(check_attack), specs, front, bar, minimum=0) if check_live or check_attack else None
+        train = labelled_faces(live, attack, specs, front, bar, minimum=2)
+        check = labelled_faces(check_live, check_attack, specs, front, bar, minimum=0) if check_live or check_attack else None
     held = holdout_split(train.live, holdout, seed)
 
     def scores(crops: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
@@ -164,7 +166,7 @@ def finetune_command(
     if check is not None:
         measured["check set"] = (check, np.ones(len(check.live), bool))
     before = {name: scores(faces.crops, mask) for name, (faces, mask) in measured.items()}
-    losses = []
+    config, losses = FinetuneConfig(epochs=epochs, lr=lr, batch=batch, seed=seed), []
     with progress_bar(console) as bar:
         steps = epochs * -(-int((~held).sum()) // batch)
         for network, crops, spec in zip(networks, train.crops, specs):
@@ -174,14 +176,13 @@ def finetune_command(
     trained_on = f"bona fide {', '.join(map(str, live))}; attacks {', '.join(map(str, attack))}; {epochs} epochs, lr {lr:g}"
     exported = save_and_export(networks, weight_paths, output, trained_on)
 
-    pct = lambda r: "-" if r is None else f"{100 * r:.1f} %"  # noqa: E731
     table = Table(title=f"liveness fine-tune: rates at threshold {threshold:g}")
-    for column in ("measured on", "", "faces", "files skipped", "rate before", "rate after"):
+    for column in ("measured on", "", "faces", "files skipped (whole set)", "rate before", "rate after"):
         table.add_column(column, justify="left" if column in ("measured on", "") else "right")
     for name, (faces, mask) in measured.items():
-        rates = [holdout_rates(s, faces.live[mask], threshold) for s in (before[name], after[name])]
-        for kind, value, rate in (("bona fide", 1, "bpcer"), ("attack", 0, "apcer")):
-            table.add_row(name, f"{kind} ({rate.upper()})", str(int((faces.live[mask] == value).sum())), str(faces.skipped[kind]), pct(getattr(rates[0], rate)), pct(getattr(rates[1], rate)))
+        rates = [presentation_error_rates(s, faces.live[mask], threshold) for s in (before[name], after[name])]
+        for k, (kind, value) in enumerate((("bona fide (BPCER)", 1), ("attack (APCER)", 0))):
+            table.add_row(name, kind, str(int((faces.live[mask] == value).sum())), str(faces.skipped[kind.split(" (")[0]]), _percent(rates[0][k]), _percent(rates[1][k]))
     console.print(table)
     console.print(f"trained on {int((~held).sum())} faces ({int(train.live[~held].sum())} bona fide), {epochs} epochs", highlight=False)
     for spec, loss in zip(specs, losses):
@@ -189,6 +190,10 @@ def finetune_command(
     if check is None:
         console.print("[yellow]measured only on faces held out at random from the same people and sessions: expect worse on others (--check-live, --check-attack)[/]")
     console.print(f"use: --liveness {','.join(str(p) for p in exported)} --liveness-threshold {threshold:g}", highlight=False, soft_wrap=True)
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{100 * rate:.1f} %"
 
 
 def register(root: typer.Typer) -> None:

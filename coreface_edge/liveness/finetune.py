@@ -4,12 +4,15 @@ The shipped models learnt one camera's people and attacks; a gate's camera, ligh
 differ, and so do the prints and phones attackers bring. Given faces seen by the site's camera
 (bona fide) and attacks presented to it, each model is trained a few epochs on its own context
 crops to tell the two apart (live class against both attack classes), its BatchNorm statistics
-frozen so that it moves no further than the data asks. A held-out part of both sets, split by
-file, measures BPCER and APCER before and after. torch is imported here: this is the training side.
+frozen so that it moves no further than the data asks. Faces held out at random, and folders of
+other people and sessions, measure BPCER and APCER before and after. torch is imported here:
+this is the training side.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..atomic import atomic_path
+from ..errors import CorefaceError
 from ..models.minifasnet import MiniFASNet
 from .export import export_liveness
 from .metrics import apcer, bpcer
@@ -26,10 +29,11 @@ from .metrics import apcer, bpcer
 
 @dataclass(frozen=True)
 class FinetuneConfig:
+    """Adam at ``lr`` for ``epochs`` over the faces in shuffled batches of ``batch``."""
+
     epochs: int = 4
     lr: float = 1e-4
     batch: int = 64
-    holdout: float = 0.2  # fraction of each set kept out of training, to measure on
     seed: int = 0
 
 
@@ -45,12 +49,13 @@ def live_vs_attack_loss(logits: torch.Tensor, live: torch.Tensor, live_index: in
 
 
 def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of the held-out items: ``fraction`` of each label's items, at random (pure)."""
+    """Boolean mask of the held-out items: ``fraction`` of each label's items at random, always
+    leaving at least one of each to train on (pure)."""
     rng = np.random.default_rng(seed)
     held = np.zeros(len(labels), bool)
     for value in np.unique(labels):
         index = np.flatnonzero(labels == value)
-        held[rng.permutation(index)[: int(round(fraction * len(index)))]] = True
+        held[rng.permutation(index)[: min(int(round(fraction * len(index))), len(index) - 1)]] = True
     return held
 
 
@@ -67,7 +72,7 @@ def live_probabilities(network: MiniFASNet, crops: np.ndarray, live_index: int, 
 
 def _freeze_batchnorm(network: nn.Module) -> None:
     for module in network.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
             module.eval()
 
 
@@ -104,32 +109,43 @@ def finetune(
     return epoch_losses
 
 
-@dataclass(frozen=True)
-class HoldoutRates:
-    """BPCER / APCER (None without such items) on the held-out faces at ``threshold``."""
-
-    threshold: float
-    bpcer: float | None
-    apcer: float | None
-    bona_fide: int
-    attacks: int
-
-
-def holdout_rates(scores: np.ndarray, live: np.ndarray, threshold: float) -> HoldoutRates:
-    """The rates of combined live scores ``scores`` of held-out faces labelled ``live`` (pure)."""
-    bona, attack = scores[live == 1], scores[live == 0]
-    return HoldoutRates(threshold, bpcer(bona, threshold), apcer(attack, threshold), len(bona), len(attack))
+def presentation_error_rates(scores: np.ndarray, live: np.ndarray, threshold: float) -> tuple[float | None, float | None]:
+    """``(BPCER, APCER)`` of live scores ``scores`` of faces labelled ``live`` (None without such faces; pure)."""
+    return bpcer(scores[live == 1], threshold), apcer(scores[live == 0], threshold)
 
 
 def save_and_export(networks: Sequence[MiniFASNet], weights: Sequence[Path], output: Path, trained_on: str) -> list[Path]:
     """Each network's state dict under its starting file's name in ``output`` (the name carries
-    the crop conventions), and its parity-checked ONNX export beside it, whose metadata says
-    ``fine_tuned_on``; the ONNX paths."""
+    the crop conventions) and its parity-checked ONNX export beside it, whose metadata says
+    ``fine_tuned_on``; all are made in a temporary folder first, so a failure writes nothing.
+    Returns the ONNX paths."""
     exported = []
-    for network, path in zip(networks, weights):
-        target = output / path.name
-        with atomic_path(target) as tmp:
-            torch.save(network.state_dict(), tmp)
-        export_liveness(target, target.with_suffix(".onnx"), provenance={"fine_tuned_on": trained_on, "fine_tuned_from": str(path)})
-        exported.append(target.with_suffix(".onnx"))
+    output.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".finetune-", dir=output) as tmp:
+        for network, path in zip(networks, weights):
+            staged = Path(tmp) / path.name
+            torch.save(network.state_dict(), staged)
+            export_liveness(staged, staged.with_suffix(".onnx"), provenance={"fine_tuned_on": trained_on, "fine_tuned_from": str(path)})
+        for path in weights:
+            for name in (path.name, path.with_suffix(".onnx").name):
+                os.replace(Path(tmp) / name, output / name)
+            exported.append(output / path.with_suffix(".onnx").name)
     return exported
+
+
+def check_outputs(weights: Sequence[Path], output: Path) -> None:
+    """Refuse before any work (nothing is created): no weights, two weights of one name, an
+    output that would overwrite a starting file, or an output folder that cannot be written."""
+    if not weights:
+        raise CorefaceError("--weights: no weight file given")
+    names = [w.name for w in weights]
+    if len(set(names)) < len(names):
+        raise CorefaceError(f"--weights: two files share a name ({', '.join(names)}); their outputs would collide")
+    for w in weights:
+        if not w.is_file():
+            raise CorefaceError(f"{w}: no such weight file")
+        if (output / w.name).resolve() == w.resolve():
+            raise CorefaceError(f"{output}: the fine-tuned weights would overwrite {w}; choose another output folder")
+    existing = next(p for p in (output, *output.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise CorefaceError(f"{output}: cannot write the output folder ({existing} is {'not writable' if existing.is_dir() else 'a file'})")

@@ -1,4 +1,4 @@
-"""The faces of a folder of captures, cut as each liveness model sees them (no torch)."""
+"""The faces of folders of captures, cut as each liveness model sees them (no torch)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from rich.progress import Progress
-
 import numpy as np
+from rich.progress import Progress
 
 from ..errors import CorefaceError
 from ..face.frontend import FaceFrontEnd
@@ -27,19 +26,24 @@ class SiteFaces:
     skipped: dict[Path, str] = field(default_factory=dict)
 
 
-def capture_files(folder: Path) -> list[Path]:
-    """The images of ``folder``: a missing folder or one without images is a one-line error."""
-    if not folder.is_dir():
-        raise CorefaceError(f"{folder}: no such folder")
-    return folder_images(folder)
+def capture_files(folders: Sequence[Path]) -> list[Path]:
+    """The images of ``folders``: a missing folder, a file or a folder without images is a one-line error."""
+    files = []
+    for folder in folders:
+        if not folder.exists():
+            raise CorefaceError(f"{folder}: no such folder")
+        if not folder.is_dir():
+            raise CorefaceError(f"{folder}: not a folder")
+        files.extend(folder_images(folder))
+    return files
 
 
 def site_faces(
     files: Sequence[Path], specs: Sequence[LivenessSpec], front: FaceFrontEnd, every_face: bool, on_file: Callable[[], None] | None = None
 ) -> SiteFaces:
     """The faces of each file that pass the gate's quality bar (up to the front end's
-    ``max_faces``), or only the most prominent one unless ``every_face``: an attack capture may
-    show the attacker's own face beside the one presented."""
+    ``max_faces``) when ``every_face``, else only the most prominent face, and only if it passes:
+    an attack capture may show the attacker's own face beside the one presented."""
     per_model: list[list[np.ndarray]] = [[] for _ in specs]
     kept, skipped = [], {}
     for path in files:
@@ -49,13 +53,15 @@ def site_faces(
             skipped[path] = exc.reason
         else:
             faces = front.faces(frame)
-            ok = faces.ok if every_face else faces.ok[:1]
+            ok = faces.ok if every_face else [k for k in faces.ok[:1] if k == 0]  # faces come best first
             if ok:
                 for crops, spec in zip(per_model, specs):
                     crops.extend(liveness_crops(frame, faces.boxes[ok], spec.scale, spec.side))
                 kept.extend([path] * len(ok))
+            elif not len(faces.boxes):
+                skipped[path] = "no face"
             else:
-                skipped[path] = f"below the quality bar ({', '.join(faces.problems[0])})" if len(faces.boxes) else "no face"
+                skipped[path] = f"{'no face' if every_face else 'the most prominent face'} above the quality bar ({', '.join(faces.problems[0])})"
         if on_file:
             on_file()
     stacked = [np.stack(c) if c else np.zeros((0, s.side, s.side, 3), np.uint8) for c, s in zip(per_model, specs)]
@@ -72,12 +78,14 @@ class LabelledFaces:
     skipped: dict[str, int]
 
 
-def labelled_faces(live: Sequence[Path], attack: Sequence[Path], specs: Sequence[LivenessSpec], front: FaceFrontEnd, bar: Progress, minimum: int) -> LabelledFaces:
+def labelled_faces(
+    live: Sequence[Path], attack: Sequence[Path], specs: Sequence[LivenessSpec], front: FaceFrontEnd, bar: Progress, minimum: int
+) -> LabelledFaces:
     """The faces of the bona fide and attack folders, counted on ``bar``; fewer than ``minimum``
     usable faces of a kind is a one-line error naming the folders."""
     found = {}
     for kind, folders, every_face in (("bona fide", live, True), ("attack", attack, False)):
-        files = [f for folder in folders for f in capture_files(folder)]
+        files = capture_files(folders)
         task = bar.add_task(f"faces: {kind}", total=len(files))
         found[kind] = site_faces(files, specs, front, every_face, lambda: bar.advance(task))
         if len(found[kind].files) < minimum:
