@@ -38,6 +38,7 @@ from coreface_edge.pretrained import DEFAULT_MODEL, shipped_onnx_path
 from coreface_edge.runtime import open_backend
 
 SWEEP = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+SCENE_SPLIT = 53  # walkers.mp4 frames before this are liveness_site_frames.py's (fine-tuning), the rest the benchmark's
 
 
 def judged_scores(front: FaceFrontEnd, checker, frames) -> tuple[list[float], list[float]]:
@@ -83,9 +84,8 @@ def video_frames(path: Path):
         yield frame
 
 
-def scenes(video: Path, first: int = 53, every: int = 5) -> list[np.ndarray]:
-    """Every ``every``-th frame of the video from ``first`` on: the real scenes faces are shown in
-    (the frames before 53 are scripts/liveness_site_frames.py's, for fine-tuning)."""
+def scenes(video: Path, first: int = SCENE_SPLIT, every: int = 5) -> list[np.ndarray]:
+    """Every ``every``-th frame of the video from ``first`` on: the real scenes faces are shown in."""
     return [frame for k, frame in enumerate(video_frames(video)) if k >= first and (k - first) % every == 0]
 
 
@@ -120,18 +120,19 @@ def main() -> None:
     front = FaceFrontEnd(YuNetDetector(), None, max_faces=1)
     results: dict = {"threshold": t}
     walkers = FaceFrontEnd(YuNetDetector(), None, max_faces=8)
-    first, cost_first = judged_scores(walkers, checker, (f for k, f in enumerate(video_frames(walkers_video)) if k < 53))
-    second, cost_second = judged_scores(walkers, checker, (f for k, f in enumerate(video_frames(walkers_video)) if k >= 53))
+    first, cost_first = judged_scores(walkers, checker, (f for k, f in enumerate(video_frames(walkers_video)) if k < SCENE_SPLIT))
+    second, cost_second = judged_scores(walkers, checker, (f for k, f in enumerate(video_frames(walkers_video)) if k >= SCENE_SPLIT))
     live_walk = first + second
     results["bona fide: walkers.mp4 (up to 8 faces per frame)"] = {**summary(live_walk, t, False), "liveness_ms_p50_per_frame": statistics.median(cost_first + cost_second)}
-    results["bona fide: walkers.mp4 frames 0-52 (liveness_site_frames.py's)"] = summary(first, t, False)
-    results["bona fide: walkers.mp4 frames 53-104"] = summary(second, t, False)
+    results[f"bona fide: walkers.mp4 frames 0-{SCENE_SPLIT - 1} (liveness_site_frames.py's)"] = summary(first, t, False)
+    results[f"bona fide: walkers.mp4 frames {SCENE_SPLIT}-104"] = summary(second, t, False)
     frames, _ = cfp_frames(cfp, args.photo_height)
     live_cfp, cost = judged_scores(front, checker, frames)
     results[f"CFP 401-500 frontal pasted on grey at {args.photo_height} px (hard photo edges)"] = {**summary(live_cfp, t, False), "frames": len(frames), "liveness_ms_p50": statistics.median(cost)}
     backgrounds = scenes(walkers_video)
-    photos = [p for i in range(401, 501) for p in sorted((cfp / "Data" / "Images" / f"{i:03d}" / "frontal").glob("*.jpg"))]
-    attacked = [p for i in range(401, 501) for p in sorted((cfp / "Data" / "Images" / f"{i:03d}" / "frontal").glob("*.jpg"))[: args.attack_photos]]
+    frontal = [sorted((cfp / "Data" / "Images" / f"{i:03d}" / "frontal").glob("*.jpg")) for i in range(401, 501)]
+    photos = [p for person in frontal for p in person]
+    attacked = [p for person in frontal for p in person[: args.attack_photos]]
 
     def scene(k: int) -> np.ndarray:
         return scene_from(backgrounds[k % len(backgrounds)], np.random.default_rng(10_000 + k))

@@ -181,8 +181,9 @@ def finetune_command(
         table.add_column(column, justify="left" if column in ("measured on", "") else "right")
     for name, (faces, mask) in measured.items():
         rates = [presentation_error_rates(s, faces.live[mask], threshold) for s in (before[name], after[name])]
-        for k, (kind, value) in enumerate((("bona fide (BPCER)", 1), ("attack (APCER)", 0))):
-            table.add_row(name, kind, str(int((faces.live[mask] == value).sum())), str(faces.skipped[kind.split(" (")[0]]), _percent(rates[0][k]), _percent(rates[1][k]))
+        for k, (kind, rate, value) in enumerate((("bona fide", "BPCER", 1), ("attack", "APCER", 0))):
+            faces_n = int((faces.live[mask] == value).sum())
+            table.add_row(name, f"{kind} ({rate})", str(faces_n), str(faces.skipped[kind]), _percent(rates[0][k]), _percent(rates[1][k]))
     console.print(table)
     console.print(f"trained on {int((~held).sum())} faces ({int(train.live[~held].sum())} bona fide), {epochs} epochs", highlight=False)
     for spec, loss in zip(specs, losses):
